@@ -1,0 +1,1 @@
+"""ComfyUI adapter: the async HTTP/WebSocket client and the workflow tools."""

@@ -1,0 +1,1 @@
+"""Workflow tools: load, convert UI to API, validate offline, override, list dependencies."""

@@ -1,0 +1,151 @@
+"""Typed settings, loaded once at the CLI edge and passed down.
+
+Precedence (documented once, here and in README "Configuration"):
+
+    command-line flags  >  COMFYFLEET_* environment variables  >  config file  >  defaults
+
+The config file is TOML at `<platform config dir>/config.toml` (or `COMFYFLEET_CONFIG`).
+Its tables are the groups below; environment variables name `COMFYFLEET_<GROUP>__<KEY>`
+for a group key and `COMFYFLEET_<KEY>` for a top-level key, e.g. `COMFYFLEET_COMFY__TOKEN`,
+`COMFYFLEET_PROFILE`.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+
+from comfyfleet.errors import ConfigError
+
+ENV_PREFIX = "COMFYFLEET_"
+
+
+class _Group(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ComfySettings(_Group):
+    """How comfyfleet talks to ComfyUI servers."""
+
+    token: SecretStr | None = None  # bearer token for a proxy in front of ComfyUI (Vast's Caddy)
+    connect_timeout: float = Field(10.0, gt=0)  # seconds to open a connection
+    request_timeout: float = Field(120.0, gt=0)  # seconds for one HTTP request (uploads included)
+    ws_reconnect_attempts: int = Field(8, ge=0)  # reconnects of a dropped event stream per job
+    poll_interval: float = Field(
+        2.0, gt=0
+    )  # seconds between /history polls while the socket is down
+
+
+class RunSettings(_Group):
+    """Defaults for `comfyfleet run`."""
+
+    out_dir: Path = Path("outputs")  # downloads go to <out_dir>/<job-id>/
+    timeout: float = Field(3600.0, gt=0)  # seconds a job may take from submit to last output
+
+
+class PathSettings(_Group):
+    """Where comfyfleet keeps its own files (defaults: the platform's dirs)."""
+
+    config_dir: Path | None = None
+    data_dir: Path | None = None
+    cache_dir: Path | None = None
+
+
+class Settings(_Group):
+    """Every setting, by group."""
+
+    profile: str = "default"  # "default" = the real cloud; "sandbox" = the running sandbox
+    comfy: ComfySettings = ComfySettings()
+    run: RunSettings = RunSettings()
+    paths: PathSettings = PathSettings()
+
+    def config_dir(self) -> Path:
+        return self.paths.config_dir or Path(_platform_dir("user_config_dir"))
+
+    def data_dir(self) -> Path:
+        return self.paths.data_dir or Path(_platform_dir("user_data_dir"))
+
+    def cache_dir(self) -> Path:
+        return self.paths.cache_dir or Path(_platform_dir("user_cache_dir"))
+
+
+def _platform_dir(kind: str) -> str:
+    import platformdirs
+
+    return str(getattr(platformdirs, kind)("comfyfleet", appauthor=False))
+
+
+def default_config_file(env: Mapping[str, str]) -> Path:
+    """The config file path: `COMFYFLEET_CONFIG`, else `<platform config dir>/config.toml`."""
+    explicit = env.get(ENV_PREFIX + "CONFIG")
+    if explicit:
+        return Path(explicit).expanduser()
+    return Path(_platform_dir("user_config_dir")) / "config.toml"
+
+
+def _read_file(path: Path) -> dict[str, Any]:
+    if not path.exists():
+        return {}
+    try:
+        with path.open("rb") as fh:
+            return tomllib.load(fh)
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigError(
+            f"cannot read config file {path}: {exc}", hint="fix the TOML or move the file away"
+        ) from exc
+
+
+def _from_env(env: Mapping[str, str]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    groups = {name for name, f in Settings.model_fields.items() if f.annotation is not str}
+    for key, value in env.items():
+        if not key.startswith(ENV_PREFIX) or key == ENV_PREFIX + "CONFIG":
+            continue
+        name = key[len(ENV_PREFIX) :].lower()
+        if "__" in name:
+            group, sub = name.split("__", 1)
+            if group in groups:
+                out.setdefault(group, {})[sub] = value
+        elif name in Settings.model_fields and name not in groups:
+            out[name] = value
+    return out
+
+
+def _merge(base: dict[str, Any], top: Mapping[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in top.items():
+        if value is None:
+            continue
+        if isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
+            merged[key] = _merge(dict(merged[key]), value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def load_settings(
+    flags: Mapping[str, Any] | None = None,
+    env: Mapping[str, str] | None = None,
+    config_file: Path | None = None,
+) -> Settings:
+    """Build Settings from defaults < file < env < flags; bad values raise ConfigError."""
+    env = os.environ if env is None else env
+    path = config_file or default_config_file(env)
+    layers: dict[str, Any] = {}
+    for source in (_read_file(path), _from_env(env), flags or {}):
+        layers = _merge(layers, source)
+    try:
+        return Settings.model_validate(layers)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()
+        )
+        raise ConfigError(
+            f"invalid settings ({problems})",
+            hint=f"check {path}, COMFYFLEET_* environment variables and command-line flags",
+        ) from exc

@@ -1,0 +1,1 @@
+"""Control: pure planners and the loops that execute their decisions (pool, idle, jobs, costs)."""

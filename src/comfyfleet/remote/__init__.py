@@ -1,0 +1,1 @@
+"""Remote adapter: SSH exec, tunnels, keys and ssh config."""

@@ -1,0 +1,1 @@
+"""A ComfyUI server simulation faithful to the captured fixtures (aiohttp, like ComfyUI)."""

@@ -1,0 +1,1 @@
+"""Use-cases the faces call (run, workflow tools, demo, later up/pool/prepare/doctor/backup)."""

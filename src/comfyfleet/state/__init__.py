@@ -1,0 +1,1 @@
+"""State adapter: the SQL database of instances, jobs, events and costs."""

@@ -1,0 +1,1 @@
+"""Vast.ai adapter: the async REST client and typed offers/instances."""
