@@ -50,6 +50,8 @@ def isolated_home(
         if var.startswith("COMFYFLEET_") and var != "COMFYFLEET_SHARED_DIR":
             monkeypatch.delenv(var, raising=False)
     monkeypatch.delenv("VAST_API_KEY", raising=False)
+    # never read or write the developer's real OS keyring
+    monkeypatch.setenv("PYTHON_KEYRING_BACKEND", "keyring.backends.fail.Keyring")
     monkeypatch.setenv("HOME", str(home))
     monkeypatch.setenv("XDG_CONFIG_HOME", str(home / ".config"))
     monkeypatch.setenv("XDG_DATA_HOME", str(home / ".local" / "share"))

@@ -18,10 +18,27 @@ catches a library's exception. Each error says what happened, to what, and what 
     │   ├── ComfyUnreachable        connection refused, reset, timed out (temporary)
     │   ├── ComfyAuthError          401/403 from the server or its proxy
     │   ├── ComfyProtocolError      an answer that does not follow ComfyUI's API
+    │   ├── ComfyRequestRejected    a 4xx other than auth: refused path, conflict
+    │   │   └── ComfyNotFound       404: no such file, folder or entry
+    │   ├── PromptLost              a prompt left the queue without a result
     │   ├── ExecutionFailed         a node raised while running
     │   ├── ExecutionInterrupted    the prompt was interrupted
     │   ├── JobTimeout              no result before the deadline
     │   └── OutputError             an output could not be fetched or was unsafe
+    ├── VastError                   talking to the Vast.ai API
+    │   ├── VastAuthError           the API key was refused (401/403, expired session)
+    │   │   └── VastKeyMissing      no API key configured anywhere
+    │   ├── VastUnreachable         connection refused, reset, timed out (temporary)
+    │   ├── VastRateLimited         429: too many requests (temporary)
+    │   ├── VastQuotaExceeded       429 search_quota_exceeded: the daily search quota is spent
+    │   ├── VastNotFound            404: no such instance (or key, or route)
+    │   ├── VastRequestRejected     another 4xx: bad arguments, billing, limits
+    │   ├── VastServerError         5xx from Vast
+    │   ├── VastProtocolError       an answer that does not follow Vast's API
+    │   ├── VastLogsUnavailable     the logs of an instance did not become ready in time
+    │   └── VastCreateFailed        a create failed; carries the contract id it may have left
+    │       └── OfferUnavailable    the offer is gone (single use, rented by someone else)
+    ├── StateError                  the local state database failed (locked, unreachable, …)
     └── SandboxError                the built-in sandbox could not start or was misused
 
 Exit codes (documented in README, "Exit codes"):
@@ -172,6 +189,24 @@ class ComfyProtocolError(ComfyError):
     """The server answered something that does not follow ComfyUI's API."""
 
 
+class ComfyRequestRejected(ComfyError):
+    """The server understood a request and refused it (4xx other than 401/403 auth)."""
+
+    def __init__(self, message: str, *, status: int, hint: str | None = None) -> None:
+        self.status = status
+        super().__init__(message, hint=hint)
+
+
+class ComfyNotFound(ComfyRequestRejected):
+    """The server has no such file, folder or entry (404)."""
+
+
+class PromptLost(ComfyError):
+    """A prompt left the queue without a history entry (deleted, or the server restarted)."""
+
+    retryable = True
+
+
 class ExecutionFailed(ComfyError):
     """A node raised while the prompt ran (ComfyUI's execution_error)."""
 
@@ -225,5 +260,127 @@ class OutputError(ComfyError):
     """An output file could not be fetched, was unsafe, or failed verification."""
 
 
+class StateError(ComfyfleetError):
+    """The state database could not be opened, migrated, read or written.
+
+    Messages name the database without its password and say what to do.
+    """
+
+
 class SandboxError(ComfyfleetError):
     """The built-in sandbox could not start, or was asked for something it cannot do."""
+
+
+class VastError(ComfyfleetError):
+    """Talking to the Vast.ai API failed.
+
+    `status` is the HTTP status (None for transport failures) and `code` Vast's error code
+    (`no_such_ask`, `invalid_args`, ...) when the answer carried one. Messages never hold the
+    API key.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        hint: str | None = None,
+        status: int | None = None,
+        code: str | None = None,
+    ) -> None:
+        self.status = status
+        self.code = code
+        super().__init__(message, hint=hint)
+
+
+class VastAuthError(VastError):
+    """Vast refused the API key (invalid, deleted, expired session, missing permission)."""
+
+    exit_code = 7
+
+
+class VastKeyMissing(VastAuthError):
+    """No Vast API key is configured (environment, stored key, or the vastai CLI's files)."""
+
+    exit_code = 2
+
+
+class VastUnreachable(VastError):
+    """The Vast API could not be reached (refused, reset, timed out); worth retrying."""
+
+    exit_code = 7
+    retryable = True
+
+
+class VastRateLimited(VastError):
+    """Vast answered 429 (too many requests) after every retry; try again shortly."""
+
+    retryable = True
+
+
+class VastQuotaExceeded(VastError):
+    """The daily offer-search quota is spent; `reset_at` (epoch s) says when it resets."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        reset_at: float | None,
+        hint: str | None = None,
+        status: int | None = 429,
+        code: str | None = "search_quota_exceeded",
+    ) -> None:
+        self.reset_at = reset_at
+        super().__init__(message, hint=hint, status=status, code=code)
+
+
+class VastNotFound(VastError):
+    """Vast has no such instance (or key); for destroy this counts as success."""
+
+
+class VastRequestRejected(VastError):
+    """Vast understood a request and refused it (400/402/403/409/422...)."""
+
+
+class VastServerError(VastError):
+    """Vast answered 5xx; 502/503/504 are temporary."""
+
+    retryable = True
+
+
+class VastProtocolError(VastError):
+    """Vast answered something that does not follow its API (not JSON, missing fields)."""
+
+
+class VastLogsUnavailable(VastError):
+    """An instance's logs did not become ready in time (the result URL never answered 200)."""
+
+    retryable = True
+
+
+class VastCreateFailed(VastError):
+    """Creating an instance failed.
+
+    `created_instance_id` is the contract Vast reported anyway (it bills until destroyed);
+    `outcome_unknown` is True when the request may have reached Vast without an answer, so an
+    instance may exist that only its label can find.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        created_instance_id: int | None = None,
+        outcome_unknown: bool = False,
+        hint: str | None = None,
+        status: int | None = None,
+        code: str | None = None,
+    ) -> None:
+        self.created_instance_id = created_instance_id
+        self.outcome_unknown = outcome_unknown
+        super().__init__(message, hint=hint, status=status, code=code)
+
+
+class OfferUnavailable(VastCreateFailed):
+    """The offer is gone (offers are single use and short-lived); search again."""
+
+    retryable = True

@@ -1,0 +1,109 @@
+"""What every command shares: settings from flags, the async runner, errors to exit codes.
+
+Heavy modules (httpx, rich, pydantic) are imported inside functions so `comfyfleet --help`
+starts fast.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
+
+import typer
+
+if TYPE_CHECKING:
+    from comfyfleet.config import Settings
+
+T = TypeVar("T")
+
+EXIT_INTERRUPTED = 130
+
+
+@dataclass
+class GlobalOptions:
+    """Options given before the command (`comfyfleet --profile sandbox ls`)."""
+
+    profile: str | None = None
+    config: str | None = None
+    flags: dict[str, Any] = field(default_factory=dict)
+
+    def settings(self, **command_flags: Any) -> Settings:
+        """Settings with flags > env > file > defaults; `None` flags are left out."""
+        from pathlib import Path
+
+        from comfyfleet.config import load_settings
+
+        flags: dict[str, Any] = dict(self.flags)
+        if self.profile:
+            flags["profile"] = self.profile
+        for key, value in command_flags.items():
+            if value is None:
+                continue
+            group, _, name = key.partition("__")
+            if name:
+                flags.setdefault(group, {})[name] = value
+            else:
+                flags[key] = value
+        return load_settings(flags, config_file=Path(self.config) if self.config else None)
+
+
+def global_options(ctx: typer.Context) -> GlobalOptions:
+    obj = ctx.find_root().obj
+    return obj if isinstance(obj, GlobalOptions) else GlobalOptions()
+
+
+def error_payload(exc: BaseException) -> dict[str, Any]:
+    from comfyfleet.errors import ComfyfleetError
+
+    if isinstance(exc, ComfyfleetError):
+        return {"type": type(exc).__name__, "message": exc.message, "hint": exc.hint}
+    return {"type": type(exc).__name__, "message": str(exc), "hint": None}
+
+
+def emit_json(data: Mapping[str, Any] | list[Any]) -> None:
+    sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
+    sys.stdout.flush()
+
+
+def run_async(main: Callable[[], Awaitable[T]], *, as_json: bool = False) -> T:
+    """Run one coroutine at the CLI edge; map comfyfleet errors to messages and exit codes."""
+    import asyncio
+
+    from comfyfleet.errors import ComfyfleetError
+
+    try:
+        return asyncio.run(_as_coroutine(main))
+    except ComfyfleetError as exc:
+        fail(exc, as_json=as_json)
+    except KeyboardInterrupt:
+        if as_json:
+            emit_json({"error": {"type": "Interrupted", "message": "interrupted", "hint": None}})
+        else:
+            sys.stderr.write("interrupted\n")
+        raise typer.Exit(EXIT_INTERRUPTED) from None
+
+
+async def _as_coroutine(main: Callable[[], Awaitable[T]]) -> T:
+    return await main()
+
+
+def fail(exc: BaseException, *, as_json: bool = False) -> NoReturn:
+    """Print the error (JSON on stdout with --json, else readable on stderr) and exit."""
+    from comfyfleet.errors import ComfyfleetError
+
+    code = exc.exit_code if isinstance(exc, ComfyfleetError) else 1
+    if as_json:
+        emit_json({"error": error_payload(exc)})
+    else:
+        from rich.console import Console
+        from rich.text import Text
+
+        console = Console(stderr=True, highlight=False, soft_wrap=True)
+        console.print(Text.assemble(("error: ", "bold red"), getattr(exc, "message", str(exc))))
+        hint = getattr(exc, "hint", None)
+        if hint:
+            console.print(Text.assemble(("hint: ", "yellow"), hint))
+    raise typer.Exit(code)

@@ -1,0 +1,59 @@
+"""The `comfyfleet` command: global options and the command tree.
+
+Command modules import only typer at module level; everything heavy is imported when a
+command runs, so `comfyfleet --help` stays fast.
+"""
+
+from __future__ import annotations
+
+import typer
+
+from comfyfleet import __version__
+from comfyfleet.cli import demo_cmd, run_cmd, sandbox_cmd, workflow_cmd
+from comfyfleet.cli.common import GlobalOptions
+
+app = typer.Typer(
+    name="comfyfleet",
+    help="Rent Vast.ai GPUs and run ComfyUI workflows on them. "
+    "Try it without an account: comfyfleet demo",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"comfyfleet {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    ctx: typer.Context,
+    profile: str | None = typer.Option(
+        None,
+        "--profile",
+        envvar="COMFYFLEET_PROFILE",
+        help="'default' (real Vast.ai) or 'sandbox' (the local sandbox).",
+    ),
+    config: str | None = typer.Option(
+        None, "--config", envvar="COMFYFLEET_CONFIG", help="Config file (TOML)."
+    ),
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
+    ),
+) -> None:
+    ctx.obj = GlobalOptions(profile=profile, config=config)
+
+
+app.add_typer(workflow_cmd.app, name="workflow")
+app.add_typer(sandbox_cmd.app, name="sandbox")
+run_cmd.register(app)
+demo_cmd.register(app)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()

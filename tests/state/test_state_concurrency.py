@@ -1,0 +1,72 @@
+"""Several processes at once: first open (migration race) and interleaved writes."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from comfyfleet.state.db import open_database
+from comfyfleet.state.migrate import head_revision
+from comfyfleet.state.rows import EventKind
+
+WRITER = Path(__file__).with_name("state_writer.py")
+WRITERS = 3
+EVENTS_EACH = 40
+
+
+def _run_writers(db_url: str | None, data_dir: Path, sync: Path) -> list[dict[str, object]]:
+    sync.mkdir()
+    args = [sys.executable, str(WRITER), db_url or "", str(data_dir), str(sync)]
+    procs = [
+        subprocess.Popen(
+            [*args, str(k), str(EVENTS_EACH)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for k in range(WRITERS)
+    ]
+    try:
+        deadline = time.monotonic() + 60
+        while len(list(sync.glob("ready-*"))) < WRITERS and time.monotonic() < deadline:
+            time.sleep(0.01)
+        (sync / "go").touch()
+        outs = [p.communicate(timeout=90) for p in procs]
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+    for p, (_, err) in zip(procs, outs, strict=True):
+        assert p.returncode == 0, err
+    return [json.loads(out) for out, _ in outs]
+
+
+def test_processes_opening_and_writing_at_once_all_succeed(
+    db_url: str | None, data_dir: Path, tmp_path: Path
+) -> None:
+    # Nothing exists yet: every writer races to create and migrate the database.
+    results = _run_writers(db_url, data_dir, tmp_path / "sync")
+
+    db = open_database(db_url, data_dir=data_dir)
+    try:
+        assert db.revision() == head_revision()
+        # They all sighted the same Vast instance: one row, not one per process.
+        assert len({r["instance"] for r in results}) == 1
+        row = db.instances.by_vast_id(5000)
+        assert row is not None
+        events = db.instances.events(row.id)
+        written = [e for e in events if e.detail.get("writer") is not None]
+        assert len(written) == WRITERS * EVENTS_EACH
+        for k in range(WRITERS):
+            mine = [e.detail["n"] for e in written if e.detail["writer"] == str(k)]
+            assert mine == list(range(EVENTS_EACH))
+        # Exactly one first sighting, whichever process won.
+        first = [e for e in events if e.kind is EventKind.STATUS and e.detail.get("first_seen")]
+        assert len(first) == 1
+        assert len(db.intents.pending()) == WRITERS
+    finally:
+        db.close()
