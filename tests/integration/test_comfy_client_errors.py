@@ -196,7 +196,7 @@ async def test_known_prompt_id_is_not_queued_again() -> None:
     server = LossyServer(lambda n: None)
     async with mock_client(server) as client:
         first = await client.queue_prompt(PROMPT, prompt_id="job-43")
-        again = await client.queue_prompt(PROMPT, prompt_id="job-43")
+        again = await client.queue_prompt(PROMPT, prompt_id="job-43", resubmit=True)
     assert server.posts == 1 and not first.existing and again.existing
 
 

@@ -267,11 +267,11 @@ async def test_result_of_a_prompt_finished_before_waiting(client: ComfyClient) -
 async def test_idempotent_resubmission(client: ComfyClient) -> None:
     prompt = graph(color=8)
     first = await client.queue_prompt(prompt, prompt_id="fleet-job-0001")
-    again = await client.queue_prompt(prompt, prompt_id="fleet-job-0001")
+    again = await client.queue_prompt(prompt, prompt_id="fleet-job-0001", resubmit=True)
     assert first.prompt_id == again.prompt_id == "fleet-job-0001"
     assert not first.existing and again.existing
     await client.wait_for("fleet-job-0001", timeout=60)
-    after = await client.queue_prompt(prompt, prompt_id="fleet-job-0001")
+    after = await client.queue_prompt(prompt, prompt_id="fleet-job-0001", resubmit=True)
     assert after.existing
     assert list(await client.history_all()).count("fleet-job-0001") == 1
     assert await client.queue_remaining() == 0

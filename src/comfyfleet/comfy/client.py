@@ -164,16 +164,18 @@ class ComfyClient(FileCalls):
         partial_targets: Sequence[str] | None = None,
         front: bool = False,
         number: float | None = None,
+        resubmit: bool = False,
     ) -> PromptAccepted:
         """Queue an API-format prompt under `prompt_id` (uuid4 when None).
 
-        Never queues one id twice: a caller-chosen id already queued, running or in history
-        is returned as `existing`; and after a transport error the queue and history are
-        checked before posting again. 400 raises PromptRejected (every node error in it);
+        Never queues one id twice: with `resubmit` (the id may have been queued before, e.g.
+        a job retried after a crash) an id already queued, running or in history is returned
+        as `existing`; and after a transport error the queue and history are always checked
+        before posting again. 400 raises PromptRejected (every node error in it);
         a 200 with node_errors (some outputs dropped) returns them in the answer.
         """
         pid = prompt_id or str(uuid.uuid4())
-        if prompt_id is not None:
+        if prompt_id is not None and resubmit:
             known = await self._find_known(pid)
             if known is not None:
                 log.info("prompt %s is already known to the server; not queued again", pid)
@@ -323,7 +325,7 @@ class ComfyClient(FileCalls):
             "timeout": timeout,
         }
         if stream is not None:
-            return await wait_prompt(prompt_id, stream, **kwargs)
+            return await wait_prompt(prompt_id, stream, early_stream=True, **kwargs)
         own = self.events()
         try:
             await own.open()

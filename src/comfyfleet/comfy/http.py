@@ -11,11 +11,13 @@ header: messages and logs name the server by its redacted URL.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
 import os
 import socket
+import ssl
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -93,6 +95,12 @@ class Fetched:
     content_type: str | None
 
 
+@functools.cache
+def _ssl_context() -> ssl.SSLContext:
+    # Loading the CA bundle costs ~20 ms; one context serves every client of the process.
+    return ssl.create_default_context()
+
+
 class ComfyHttp:
     """An httpx client bound to one ComfyUI server."""
 
@@ -111,6 +119,7 @@ class ComfyHttp:
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         self._client = httpx.AsyncClient(
             base_url=self.base_url + "/",
+            verify=_ssl_context(),
             headers=headers,
             transport=transport,
             timeout=httpx.Timeout(settings.request_timeout, connect=settings.connect_timeout),

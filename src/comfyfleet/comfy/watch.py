@@ -164,8 +164,10 @@ class _Waiter:
         settings: ComfySettings,
         clock: Clock,
         on_event: Callable[[ev.Event], None] | None,
+        early_stream: bool = False,
     ) -> None:
         self.prompt_id = prompt_id
+        self.early_stream = early_stream
         self.stream = stream
         self.history = history
         self.queue = queue
@@ -183,7 +185,11 @@ class _Waiter:
 
     async def run(self, timeout: float | None) -> PromptResult:
         deadline = None if timeout is None else self.clock.monotonic() + timeout
-        poll_at = self.clock.monotonic()  # check at once: the prompt may be done already
+        # Check at once unless the stream was listening before the prompt was queued: the
+        # prompt may be done already.
+        poll_at = self.clock.monotonic()
+        if self.early_stream and self.socket_up:
+            poll_at += self.interval * IDLE_POLLS
         while True:
             now = self.clock.monotonic()
             if deadline is not None and now >= deadline:
@@ -280,7 +286,12 @@ async def wait_prompt(
     clock: Clock,
     on_event: Callable[[ev.Event], None] | None = None,
     timeout: float | None = None,
+    early_stream: bool = False,
 ) -> PromptResult:
-    """Follow `prompt_id` on `stream` (None: by polling only) until it ends; see module doc."""
-    waiter = _Waiter(prompt_id, stream, history, queue, settings, clock, on_event)
+    """Follow `prompt_id` on `stream` (None: by polling only) until it ends; see module doc.
+
+    `early_stream`: the stream was open before the prompt was queued, so no event about it
+    can have been missed and the first /history check can wait.
+    """
+    waiter = _Waiter(prompt_id, stream, history, queue, settings, clock, on_event, early_stream)
     return await waiter.run(timeout)

@@ -116,7 +116,7 @@ async def run_workflow(
         request.target.url, token=request.target.token, settings=settings.comfy, clock=clock
     ) as client:
         notify(Stage("connecting", request.target.display))
-        catalog = await client.object_info()
+        catalog, stats = await asyncio.gather(client.object_info(), client.system_stats())
         notify(Stage("preparing", str(request.workflow)))
         prepared = prepare_prompt(request.workflow, catalog)
         prompt, changes = apply_overrides(prepared.api, catalog, request.sets)
@@ -143,7 +143,6 @@ async def run_workflow(
         job_dir.mkdir(parents=True, exist_ok=True)
         notify(Stage("downloading", str(job_dir)))
         files = await download_outputs(client, result, job_dir)
-        stats = await client.system_stats()
     seconds = clock.monotonic() - started
     warnings = [
         f"node {ne.node_id} ({ne.class_type}) skipped: "

@@ -122,6 +122,8 @@ class Progress:
 
 
 class RunFailure(Exception):
+    """A node ended the prompt: ComfyUI's error details, or an interrupt."""
+
     def __init__(self, details: dict[str, Any], interrupted: bool) -> None:
         super().__init__(details.get("exception_message", "interrupted"))
         self.details = details

@@ -175,7 +175,7 @@ def _file_sha256(layout: Layout, kw: dict[str, Any]) -> str:
 
 
 def _open_image(ctx: NodeContext, path: Path, func: str, line: int) -> Image.Image:
-    helper = [
+    pillow_frames = [
         frame(
             ctx.layout.root,
             "nodes.py",
@@ -194,13 +194,13 @@ def _open_image(ctx: NodeContext, path: Path, func: str, line: int) -> Image.Ima
         raise NodeFailure(
             "PIL.UnidentifiedImageError",
             f"cannot identify image file '{path}'",
-            [*execution_frames(ctx.layout.root), *helper],
+            [*execution_frames(ctx.layout.root), *pillow_frames],
         ) from exc
     except FileNotFoundError as exc:
         raise NodeFailure(
             "FileNotFoundError",
             f"[Errno 2] No such file or directory: '{path}'",
-            [*execution_frames(ctx.layout.root), *helper],
+            [*execution_frames(ctx.layout.root), *pillow_frames],
         ) from exc
 
 
