@@ -208,3 +208,44 @@ def test_demo(cli: Any, tmp_path: Path) -> None:
         manifest = Path(data[part]["manifest"])
         assert manifest.is_file()
         assert json.loads(manifest.read_text())["files"]
+
+
+def test_hostile_output_names_cannot_escape_the_output_folder(
+    cli: Any, comfy_sandbox_thread: Any, tmp_path: Path
+) -> None:
+    out = tmp_path / "results"
+    victim = tmp_path / "passwd"
+    victim.write_text("untouched")
+    comfy_sandbox_thread.knobs.forge_output_names("../..", "passwd")
+    result = cli(
+        "run",
+        str(sample_path(FILTERS)),
+        "--target",
+        comfy_sandbox_thread.url,
+        "--input",
+        f"Photo.image={_picture(tmp_path)}",
+        "--out",
+        str(out),
+    )
+    assert result.code != 0
+    assert "passwd" in result.stderr and "refusing" in result.stderr
+    assert victim.read_text() == "untouched"
+    assert not list(tmp_path.glob("**/passwd*.part"))
+    comfy_sandbox_thread.knobs.forge_output_names("", "..")
+    again = cli(
+        "run",
+        str(sample_path(FILTERS)),
+        "--target",
+        comfy_sandbox_thread.url,
+        "--input",
+        f"Photo.image={_picture(tmp_path)}",
+        "--out",
+        str(out),
+    )
+    assert again.code != 0 and "refusing" in again.stderr
+
+
+def _picture(tmp_path: Path) -> Path:
+    picture = tmp_path / "in.png"
+    Image.new("RGB", (16, 16), (1, 2, 3)).save(picture)
+    return picture

@@ -29,9 +29,9 @@ class RunView:
     renders nothing on stdout, which stays reserved for results.
     """
 
-    def __init__(self, *, enabled: bool = True) -> None:
+    def __init__(self, *, enabled: bool = True, console: Console | None = None) -> None:
         self.enabled = enabled
-        self.console = stderr_console()
+        self.console = console or stderr_console()
         self.labels: dict[str, str] = {}
         self.previews = 0
         self.node = ""

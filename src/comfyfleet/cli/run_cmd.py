@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
 from comfyfleet.cli.common import emit_json, global_options, run_async
+
+if TYPE_CHECKING:
+    from comfyfleet.services.run import RunReport
 
 
 def register(app: typer.Typer) -> None:
@@ -36,10 +40,8 @@ def run(
     from comfyfleet.services.targets import resolve_target
 
     settings = global_options(ctx).settings(run__out_dir=out, run__timeout=timeout)
-    endpoint = None
 
-    async def _main() -> object:
-        nonlocal endpoint
+    async def _main() -> RunReport:
         endpoint = resolve_target(target, settings, token=token)
         request = RunRequest(
             workflow=workflow,
@@ -54,8 +56,8 @@ def run(
 
     report = run_async(_main, as_json=as_json)
     if as_json:
-        emit_json(report.to_json())  # type: ignore[attr-defined]
+        emit_json(report.to_json())
     else:
         from comfyfleet.cli.render import print_run_report
 
-        print_run_report(report)  # type: ignore[arg-type]
+        print_run_report(report)

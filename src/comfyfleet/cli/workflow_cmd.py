@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
 from comfyfleet.cli.common import emit_json, global_options, run_async
+
+if TYPE_CHECKING:
+    from comfyfleet.comfy.workflow.deps import WorkflowDeps
 
 app = typer.Typer(help="Convert, validate and inspect workflows (UI or API format).")
 
@@ -81,17 +85,14 @@ def deps(
     """List what a workflow needs: node classes, model files per folder, input files."""
     from comfyfleet.services.workflows import load_object_info_file, workflow_deps
 
-    def _run() -> object:
+    async def _main() -> WorkflowDeps:
         catalog = load_object_info_file(object_info) if object_info else None
         return workflow_deps(workflow, catalog)
 
-    async def _main() -> object:
-        return _run()
-
     result = run_async(_main, as_json=as_json)
     if as_json:
-        emit_json(result.to_json())  # type: ignore[attr-defined]
+        emit_json(result.to_json())
     else:
         from comfyfleet.cli.render import print_deps
 
-        print_deps(result)  # type: ignore[arg-type]
+        print_deps(result)

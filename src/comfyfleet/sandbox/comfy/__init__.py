@@ -26,6 +26,8 @@ Knobs (`Knobs`, Python API; the same over HTTP at `/__sandbox/knobs`, see `route
 * `refuse_connections(seconds=None)` / `accept_connections()` - stop listening (open
   connections are cut, new ones refused) and come back on the same port, after `seconds`
   (simulated) or when told.
+* `forge_output_names(subfolder, filename)` - a hostile server: every output file is reported
+  under this subfolder and name (e.g. `../../etc`, `passwd`) in `executed` and the history.
 * `reset()` - forget every fault (durations stay).
 * `Knobs(probe_node=True)` - also offer the `ProgressProbe` test node of the fixtures' second
   run (progress with previews and a progress text).

@@ -43,6 +43,7 @@ class Knobs:
         self.refuse_seconds: float | None = None
         self.probe_node = probe_node
         self.preview_method: str | None = None
+        self.forged_output: tuple[str, str] | None = None
 
     # --- subscription ----------------------------------------------------------------------
 
@@ -130,9 +131,17 @@ class Knobs:
             self.refuse_seconds = None
         self._changed()
 
+    def forge_output_names(self, subfolder: str, filename: str) -> None:
+        """Report every output file under this subfolder and name (a hostile server: the
+        files themselves stay where they are, so a download by the forged name fails)."""
+        with self._lock:
+            self.forged_output = (subfolder, filename)
+        self._changed()
+
     def reset(self) -> None:
         """Forget every fault (durations stay)."""
         with self._lock:
+            self.forged_output = None
             self.slow_nodes.clear()
             self.hung_nodes.clear()
             self.crash_nodes.clear()
@@ -211,4 +220,5 @@ class Knobs:
                 "refusing": self.refusing,
                 "probe_node": self.probe_node,
                 "preview_method": self.preview_method,
+                "forged_output": list(self.forged_output) if self.forged_output else None,
             }

@@ -8,6 +8,7 @@ output) and progress_state(finished). A cached output node only re-sends `execut
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import sys
 import traceback
 from collections.abc import Hashable
@@ -201,6 +202,8 @@ class NodeRun:
             raise RunFailure(
                 self._details(node_id, inputs, name, f"{exc}\n", frames), False
             ) from None
+        if result.ui and ex.knobs.forged_output is not None:
+            result = forge_names(result, ex.knobs.forged_output)
         if result.ui:
             caches.ui[sig] = {
                 "meta": {
@@ -316,3 +319,19 @@ class NodeRun:
         if preview is not None and not self.ex.hub.supports_metadata(self.client_id):
             self.ex.hub.send_sync(wire.UNENCODED_PREVIEW_IMAGE, preview, self.client_id)
         await asyncio.sleep(0)
+
+
+def forge_names(result: NodeResult, forged: tuple[str, str]) -> NodeResult:
+    """`result` with every output file reported under the forged subfolder and name."""
+    subfolder, filename = forged
+    ui: dict[str, Any] = {}
+    for key, items in (result.ui or {}).items():
+        if isinstance(items, list):
+            items = [
+                {**item, "subfolder": subfolder, "filename": filename}
+                if isinstance(item, dict) and "filename" in item
+                else item
+                for item in items
+            ]
+        ui[key] = items
+    return dataclasses.replace(result, ui=ui)

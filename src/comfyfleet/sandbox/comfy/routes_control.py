@@ -46,6 +46,9 @@ def apply_knobs(knobs: Knobs, body: dict[str, Any]) -> None:
         knobs.drop_websockets(int((body["drop_websockets"] or {}).get("after", 0)))
     if "previews" in body:
         knobs.enable_previews(str(body["previews"]))
+    if "forge_output" in body:
+        forged = body["forge_output"] or {}
+        knobs.forge_output_names(str(forged.get("subfolder", "")), str(forged["filename"]))
     if "refuse" in body:
         knobs.refuse_connections((body["refuse"] or {}).get("seconds"))
 
