@@ -16,7 +16,7 @@ import os
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 
@@ -48,6 +48,21 @@ class RunSettings(_Group):
     timeout: float = Field(3600.0, gt=0)  # seconds a job may take from submit to last output
 
 
+class VastSettings(_Group):
+    """Renting on Vast.ai (`comfyfleet offers`, `up`)."""
+
+    base_url: str = "https://console.vast.ai"  # the API; the sandbox profile replaces it
+    image: str = "vastai/comfy:v0.8.2-cuda-12.9-py312"  # Vast's ComfyUI image
+    disk_gb: float = Field(60.0, gt=0)  # container disk, fixed for the instance's life
+    min_reliability: float = Field(0.98, ge=0, le=1)
+    min_inet_down: float = Field(200.0, ge=0)  # Mb/s
+    ready_timeout: float = Field(1800.0, gt=0)  # seconds from create to ComfyUI answering
+    poll_interval: float = Field(5.0, gt=0)  # seconds between status polls while waiting
+    max_offers: int = Field(3, ge=1)  # offers tried by `up` before giving up
+    # a pending create intent whose process is still alive is left alone this long (seconds)
+    intent_grace: float = Field(900.0, gt=0)
+
+
 class PathSettings(_Group):
     """Where comfyfleet keeps its own files (defaults: the platform's dirs)."""
 
@@ -59,8 +74,10 @@ class PathSettings(_Group):
 class Settings(_Group):
     """Every setting, by group."""
 
-    profile: str = "default"  # "default" = the real cloud; "sandbox" = the running sandbox
+    profile: Literal["default", "sandbox"] = "default"  # real Vast, or the running sandbox
+    db_url: str | None = None  # COMFYFLEET_DB_URL: PostgreSQL URL; default a SQLite file
     comfy: ComfySettings = ComfySettings()
+    vast: VastSettings = VastSettings()
     run: RunSettings = RunSettings()
     paths: PathSettings = PathSettings()
 
@@ -102,7 +119,11 @@ def _read_file(path: Path) -> dict[str, Any]:
 
 def _from_env(env: Mapping[str, str]) -> dict[str, Any]:
     out: dict[str, Any] = {}
-    groups = {name for name, f in Settings.model_fields.items() if f.annotation is not str}
+    groups = {
+        name
+        for name, f in Settings.model_fields.items()
+        if isinstance(f.annotation, type) and issubclass(f.annotation, BaseModel)
+    }
     for key, value in env.items():
         if not key.startswith(ENV_PREFIX) or key == ENV_PREFIX + "CONFIG":
             continue

@@ -38,6 +38,15 @@ catches a library's exception. Each error says what happened, to what, and what 
     │   ├── VastLogsUnavailable     the logs of an instance did not become ready in time
     │   └── VastCreateFailed        a create failed; carries the contract id it may have left
     │       └── OfferUnavailable    the offer is gone (single use, rented by someone else)
+    ├── RemoteError                 SSH to an instance: connections, commands, tunnels
+    │   ├── SshUnreachable          refused, reset, timed out, dropped (temporary)
+    │   ├── SshAuthFailed           the instance refused our key
+    │   ├── HostKeyChanged          the host key differs from the one pinned on first contact
+    │   ├── SshKeyError             a local key file is unusable (permissions, passphrase, format)
+    │   ├── RemoteCommandFailed     a remote command exited non-zero
+    │   ├── RemoteTimeout           a remote command or wait took longer than allowed
+    │   ├── LayoutNotDetected       no ComfyUI checkout / venv found on the instance
+    │   └── TunnelError             a port forward could not be opened or kept up
     ├── StateError                  the local state database failed (locked, unreachable, …)
     └── SandboxError                the built-in sandbox could not start or was misused
 
@@ -384,3 +393,85 @@ class OfferUnavailable(VastCreateFailed):
     """The offer is gone (offers are single use and short-lived); search again."""
 
     retryable = True
+
+
+class RemoteError(ComfyfleetError):
+    """Talking to an instance over SSH failed (connection, command, tunnel)."""
+
+
+class SshUnreachable(RemoteError):
+    """The instance's SSH endpoint could not be reached or the connection dropped; retryable."""
+
+    exit_code = 7
+    retryable = True
+
+
+class SshAuthFailed(RemoteError):
+    """The instance refused every key we offered (not attached yet, or the wrong key)."""
+
+    exit_code = 7
+
+
+class HostKeyChanged(RemoteError):
+    """The instance offered a host key other than the one pinned for it; never accepted."""
+
+    exit_code = 7
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        instance_ref: str,
+        endpoint: str,
+        pinned: Sequence[str],
+        offered: str,
+        known_hosts_file: str,
+        hint: str | None = None,
+    ) -> None:
+        self.instance_ref = instance_ref
+        self.endpoint = endpoint
+        self.pinned = list(pinned)
+        self.offered = offered
+        self.known_hosts_file = known_hosts_file
+        super().__init__(message, hint=hint)
+
+
+class SshKeyError(RemoteError):
+    """A local SSH key cannot be used (missing, loose permissions, passphrase, not a key)."""
+
+    exit_code = 2
+
+
+class RemoteCommandFailed(RemoteError):
+    """A remote command exited non-zero; carries its exit code and the tail of its stderr."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        exit_code: int,
+        command: str,
+        stderr_tail: str = "",
+        hint: str | None = None,
+    ) -> None:
+        self.remote_exit_code = exit_code
+        self.command = command
+        self.stderr_tail = stderr_tail
+        super().__init__(message, hint=hint)
+
+
+class RemoteTimeout(RemoteError):
+    """A remote command, or a wait on the instance, took longer than allowed."""
+
+    exit_code = 6
+    retryable = True
+
+
+class LayoutNotDetected(RemoteError):
+    """No ComfyUI checkout (or no venv, where one is needed) was found on the instance."""
+
+
+class TunnelError(RemoteError):
+    """A tunnel could not be opened, or did not come up in time."""
+
+    exit_code = 7

@@ -195,9 +195,16 @@ def test_unreachable_server(cli: Any) -> None:
 
 
 def test_bad_target(cli: Any) -> None:
-    result = cli("run", str(sample_path(TXT2IMG)), "--target", "my-box")
+    result = cli("run", str(sample_path(TXT2IMG)), "--target", "ftp://my-box")
     assert result.code == 2
     assert "not a ComfyUI URL" in result.stderr
+
+
+def test_instance_target_without_a_vast_key_says_how_to_get_one(cli: Any) -> None:
+    result = cli("run", str(sample_path(TXT2IMG)), "--target", "my-box")
+    assert result.code == 2
+    assert "no Vast API key" in result.stderr
+    assert "comfyfleet login" in result.stderr and "--profile sandbox" in result.stderr
 
 
 def test_demo(cli: Any, tmp_path: Path) -> None:

@@ -19,16 +19,16 @@ def test_defaults_without_file_or_env(tmp_path: Path) -> None:
 
 def test_precedence_flags_over_env_over_file(tmp_path: Path) -> None:
     cfg = tmp_path / "config.toml"
-    cfg.write_text('profile = "file"\n[comfy]\nrequest_timeout = 11\npoll_interval = 3\n')
-    env = {"COMFYFLEET_PROFILE": "env", "COMFYFLEET_COMFY__REQUEST_TIMEOUT": "22"}
+    cfg.write_text('profile = "sandbox"\n[comfy]\nrequest_timeout = 11\npoll_interval = 3\n')
+    env = {"COMFYFLEET_PROFILE": "default", "COMFYFLEET_COMFY__REQUEST_TIMEOUT": "22"}
     s = load_settings({"comfy": {"request_timeout": 33}}, env=env, config_file=cfg)
     assert s.comfy.request_timeout == 33
     assert s.comfy.poll_interval == 3
-    assert s.profile == "env"
+    assert s.profile == "default"
     s = load_settings({}, env=env, config_file=cfg)
     assert s.comfy.request_timeout == 22
     s = load_settings({}, env={}, config_file=cfg)
-    assert s.profile == "file"
+    assert s.profile == "sandbox"
 
 
 def test_config_file_from_env_variable(tmp_path: Path) -> None:

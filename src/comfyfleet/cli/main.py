@@ -9,7 +9,7 @@ from __future__ import annotations
 import typer
 
 from comfyfleet import __version__
-from comfyfleet.cli import demo_cmd, run_cmd, sandbox_cmd, workflow_cmd
+from comfyfleet.cli import demo_cmd, instances_cmd, run_cmd, sandbox_cmd, workflow_cmd
 from comfyfleet.cli.common import GlobalOptions
 
 app = typer.Typer(
@@ -51,6 +51,7 @@ def _root(
 app.add_typer(workflow_cmd.app, name="workflow")
 app.add_typer(sandbox_cmd.app, name="sandbox")
 run_cmd.register(app)
+instances_cmd.register(app)
 demo_cmd.register(app)
 
 

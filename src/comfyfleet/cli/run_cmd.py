@@ -20,7 +20,9 @@ def register(app: typer.Typer) -> None:
 def run(
     ctx: typer.Context,
     workflow: Path = typer.Argument(..., help="Workflow file: UI format, API format or PNG."),
-    target: str = typer.Option(..., "--target", help="ComfyUI server URL."),
+    target: str = typer.Option(
+        ..., "--target", help="ComfyUI server URL, or an instance id or name."
+    ),
     sets: list[str] = typer.Option(
         [], "--set", help="Override an input: NODE.INPUT=VALUE (NODE: id, title or class)."
     ),
@@ -35,6 +37,7 @@ def run(
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
 ) -> None:
     """Validate, upload inputs, run, and download every output into OUT/<job-id>/."""
+    from comfyfleet.cli.cloud import cloud_opener
     from comfyfleet.cli.render import RunView
     from comfyfleet.services.run import RunRequest, run_workflow
     from comfyfleet.services.targets import resolve_target
@@ -42,7 +45,7 @@ def run(
     settings = global_options(ctx).settings(run__out_dir=out, run__timeout=timeout)
 
     async def _main() -> RunReport:
-        endpoint = resolve_target(target, settings, token=token)
+        endpoint = await resolve_target(target, settings, token=token, open_cloud=cloud_opener(ctx))
         request = RunRequest(
             workflow=workflow,
             target=endpoint,

@@ -16,7 +16,9 @@ app = typer.Typer(help="Convert, validate and inspect workflows (UI or API forma
 
 WORKFLOW_ARG = typer.Argument(..., help="Workflow file: UI format (as saved), API format or PNG.")
 OBJECT_INFO = typer.Option(None, "--object-info", help="A saved GET /object_info answer (JSON).")
-TARGET = typer.Option(None, "--target", help="A ComfyUI server URL to read /object_info from.")
+TARGET = typer.Option(
+    None, "--target", help="A ComfyUI URL, or an instance id or name, to read /object_info from."
+)
 TOKEN = typer.Option(None, "--token", envvar="COMFYFLEET_COMFY__TOKEN", hidden=True)
 JSON_OUT = typer.Option(False, "--json", help="Print JSON for scripts.")
 

@@ -17,7 +17,7 @@ from comfyfleet.comfy.workflow.validate import ensure_valid
 from comfyfleet.config import Settings
 from comfyfleet.errors import UsageError
 from comfyfleet.models.nodes import NodeCatalog
-from comfyfleet.services.targets import resolve_target
+from comfyfleet.services.targets import CloudOpener, resolve_target
 
 
 def canonical_sha256(data: Any) -> str:
@@ -82,17 +82,19 @@ async def load_catalog(
     object_info: Path | None,
     target: str | None,
     token: str | None = None,
+    open_cloud: CloudOpener | None = None,
 ) -> NodeCatalog:
     """The node catalog from a file (`--object-info`) or a live server (`--target`)."""
     if (object_info is None) == (target is None):
         raise UsageError(
             "give exactly one of --object-info FILE or --target URL",
-            hint="--object-info reads a saved /object_info; --target asks a running server",
+            hint="--object-info reads a saved /object_info; --target asks a running server "
+            "(a URL, or an instance id or name)",
         )
     if object_info is not None:
         return load_object_info_file(object_info)
     assert target is not None
-    endpoint = resolve_target(target, settings, token=token)
+    endpoint = await resolve_target(target, settings, token=token, open_cloud=open_cloud)
     async with ComfyClient(endpoint.url, token=endpoint.token, settings=settings.comfy) as client:
         return await client.object_info()
 

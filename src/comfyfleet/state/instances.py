@@ -25,7 +25,14 @@ from comfyfleet.state.records import (
     optional_text,
 )
 from comfyfleet.state.refs import resolve
-from comfyfleet.state.rows import MANUAL_POOL, EventKind, InstanceEvent, InstanceRow, label_pool
+from comfyfleet.state.rows import (
+    MANUAL_POOL,
+    EventKind,
+    InstanceEvent,
+    InstanceRow,
+    label_pool,
+    tracking_tag,
+)
 from comfyfleet.state.schema import instance_events, instances
 
 if TYPE_CHECKING:
@@ -102,7 +109,7 @@ class InstanceStore:
                 values["vast_id"] = inst.id
                 detail["bound_by_label"] = True
             if not row.label and inst.label:
-                values["label"] = inst.label
+                values["label"] = tracking_tag(inst.label) or inst.label
             if row.destroyed_at is not None:
                 values["destroyed_at"] = None
                 detail["reappeared"] = True
@@ -129,11 +136,12 @@ class InstanceStore:
 
     def _match(self, conn: Connection, inst: Instance) -> InstanceRow | None:
         found = conn.execute(select(instances).where(instances.c.vast_id == inst.id)).first()
-        if found is None and inst.label:
+        tag = tracking_tag(inst.label)
+        if found is None and tag:
             found = conn.execute(
                 select(instances)
                 .where(
-                    instances.c.label == inst.label,
+                    instances.c.label == tag,
                     instances.c.vast_id.is_(None),
                     instances.c.destroyed_at.is_(None),
                 )
@@ -153,7 +161,7 @@ class InstanceStore:
             insert(instances)
             .values(
                 vast_id=inst.id,
-                label=inst.label or "",
+                label=tracking_tag(inst.label) or inst.label or "",
                 pool=label_pool(inst.label) or MANUAL_POOL,
                 status=new.value,
                 created_at=at,
@@ -303,6 +311,14 @@ class InstanceStore:
     def live(self, *, pool: str | None = None) -> list[InstanceRow]:
         """Instances not known to be destroyed (those still being created included)."""
         query = select(instances).where(instances.c.destroyed_at.is_(None))
+        if pool is not None:
+            query = query.where(instances.c.pool == pool)
+        with self._db.transaction(write=False) as conn:
+            return [instance_from(r._mapping) for r in conn.execute(query.order_by(instances.c.id))]
+
+    def all(self, *, pool: str | None = None) -> list[InstanceRow]:
+        """Every instance ever tracked, destroyed ones included, oldest first."""
+        query = select(instances)
         if pool is not None:
             query = query.where(instances.c.pool == pool)
         with self._db.transaction(write=False) as conn:

@@ -150,6 +150,27 @@ def tracking_label(pool: str, intent_id: str) -> str:
     return f"{LABEL_PREFIX}:{pool}:{intent_id}"
 
 
+def tracking_tag(label: str | None) -> str | None:
+    """The tracking tag inside a Vast label (`comfyfleet:<pool>:<uuid>[:<name>]`), or None."""
+    parts = (label or "").split(":")
+    if len(parts) >= 3 and parts[0] == LABEL_PREFIX and parts[1] and parts[2]:
+        return ":".join(parts[:3])
+    return None
+
+
+def label_name(label: str | None) -> str | None:
+    """The user's name carried after the tracking tag in a Vast label, if any."""
+    parts = (label or "").split(":", 3)
+    if tracking_tag(label) and len(parts) == 4 and parts[3]:
+        return parts[3]
+    return None
+
+
+def vast_label(tag: str, name: str | None) -> str:
+    """What goes into Vast's one label field: the tracking tag, then the user's name."""
+    return f"{tag}:{name}" if name else tag
+
+
 def label_pool(label: str | None) -> str | None:
     """The pool named in a tracking label, or None when `label` is not one of ours."""
     parts = (label or "").split(":")
