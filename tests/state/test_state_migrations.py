@@ -126,3 +126,9 @@ def test_importing_the_package_does_not_load_sqlalchemy() -> None:
         "s.open_database; assert 'sqlalchemy' in sys.modules"
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+
+
+def test_the_fast_path_knows_the_shipped_head() -> None:
+    from comfyfleet.state.migrate import SHIPPED_HEAD
+
+    assert SHIPPED_HEAD == head_revision()

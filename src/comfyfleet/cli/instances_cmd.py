@@ -109,7 +109,7 @@ def up(
         name=label,
         order=order,
     )
-    lines = StatusLines(enabled=not as_json)
+    lines = StatusLines()  # on stderr even with --json: up takes minutes
     result = with_cloud(ctx, lambda cloud: do_up(cloud, request, lines), as_json)
     if as_json:
         emit_json(

@@ -10,16 +10,13 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from comfyfleet.cli.console import stderr_console
 from comfyfleet.models import events as ev
 from comfyfleet.services.run import Stage
 
 if TYPE_CHECKING:
     from comfyfleet.comfy.workflow.deps import WorkflowDeps
     from comfyfleet.services.run import RunReport
-
-
-def stderr_console() -> Console:
-    return Console(stderr=True, highlight=False)
 
 
 class RunView:

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 from rich.console import Console
 from rich.table import Table
 
-from comfyfleet.cli.render import stderr_console
+from comfyfleet.cli.console import stderr_console, stdout_console
 
 if TYPE_CHECKING:
     from comfyfleet.models.vast import Offer
@@ -31,12 +31,6 @@ class StatusLines:
         if self.enabled:
             elapsed = time.monotonic() - self.started
             self.console.print(f"[{elapsed:6.1f}s] {text}", markup=False, highlight=False)
-
-
-def _out() -> Console:
-    """stdout; piped output gets a wide page so tables are not folded."""
-    console = Console(highlight=False)
-    return console if console.is_terminal else Console(highlight=False, width=160)
 
 
 def _money(value: float | None, digits: int = 3) -> str:
@@ -71,11 +65,11 @@ def print_offers(offers: Sequence[Offer]) -> None:
             f"{o.inet_down or 0:.0f}/{o.inet_up or 0:.0f}",
             o.geolocation or "-",
         )
-    _out().print(table if offers else "no offers match")
+    stdout_console().print(table if offers else "no offers match")
 
 
 def print_up(result: UpResult) -> None:
-    out = _out()
+    out = stdout_console()
     row = result.row
     out.print(
         f"instance {result.instance.id} ({row.display_name}) is ready: "
@@ -111,11 +105,11 @@ def print_instances(views: Sequence[InstanceView]) -> None:
             _money(v.cost.total_usd, 4),
             v.url or "-",
         )
-    _out().print(table if views else "no instances")
+    stdout_console().print(table if views else "no instances")
 
 
 def print_show(shown: InstanceView, events: Sequence[InstanceEvent]) -> None:
-    out = _out()
+    out = stdout_console()
     for key, value in shown.to_json().items():
         out.print(f"{key:>16}: {value}", markup=False)
     out.print("events:")

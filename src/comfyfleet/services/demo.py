@@ -13,8 +13,8 @@ from typing import Any
 
 from comfyfleet.control.costs import CostBreakdown
 from comfyfleet.services.cloud import CloudConfig, open_cloud
+from comfyfleet.services.endpoints import comfy_endpoint
 from comfyfleet.services.instances import cost_of, destroy
-from comfyfleet.services.readiness import comfy_endpoint
 from comfyfleet.services.reconcile import reconcile
 from comfyfleet.services.run import Progress, RunReport, RunRequest, Stage, run_workflow
 from comfyfleet.services.targets import Target

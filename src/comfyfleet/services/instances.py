@@ -9,7 +9,7 @@ from comfyfleet.control.costs import CostBreakdown, StatusSpan, accrued_cost
 from comfyfleet.errors import UsageError
 from comfyfleet.models.vast import InstanceStatus
 from comfyfleet.services.cloud import Cloud
-from comfyfleet.services.readiness import comfy_endpoint
+from comfyfleet.services.endpoints import comfy_endpoint
 from comfyfleet.services.reconcile import Action, reconcile
 from comfyfleet.state import EventKind, InstanceEvent, InstanceRow
 from comfyfleet.state.rows import parse_status, vast_label

@@ -73,8 +73,8 @@ async def resolve_target(
     """
     if is_url(target) or open_cloud is None:
         return url_target(target, settings, token=token)
+    from comfyfleet.services.endpoints import comfy_endpoint
     from comfyfleet.services.instances import find, refresh
-    from comfyfleet.services.readiness import comfy_endpoint
 
     async with open_cloud() as cloud:
         row = await refresh(cloud, await find(cloud, target))

@@ -13,7 +13,8 @@ from dataclasses import dataclass
 from comfyfleet.errors import OfferUnavailable, UsageError, VastCreateFailed, VastError
 from comfyfleet.models.vast import Instance, Offer
 from comfyfleet.services.cloud import Cloud
-from comfyfleet.services.readiness import NotReady, comfy_endpoint, wait_ready
+from comfyfleet.services.endpoints import comfy_endpoint
+from comfyfleet.services.readiness import NotReady, wait_ready
 from comfyfleet.services.reconcile import Action, owner_fields, reconcile
 from comfyfleet.services.secrets import web_token
 from comfyfleet.state import MANUAL_POOL, InstanceRow, Intent

@@ -14,20 +14,27 @@ from contextlib import AbstractContextManager
 from functools import lru_cache
 from pathlib import Path
 
-from alembic import command
-from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
-from alembic.util.exc import CommandError
-from sqlalchemy import Connection
+from typing import TYPE_CHECKING
+
+from sqlalchemy import Connection, inspect, text
 
 from comfyfleet.errors import StateError
 
+if TYPE_CHECKING:
+    from alembic.config import Config
+    from alembic.script import ScriptDirectory
+
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
+
+#: The newest revision in `migrations/versions` (a test holds it equal to Alembic's head). An
+#: open whose database is already there needs no Alembic at all, which keeps start-up fast.
+SHIPPED_HEAD = "0001"
 
 
 def alembic_config(connection: Connection | None = None) -> Config:
     """An Alembic config for the shipped migrations; `env.py` runs them on `connection`."""
+    from alembic.config import Config
+
     config = Config()
     # Options go through ConfigParser interpolation: a "%" in the path must be doubled.
     config.set_main_option("script_location", str(MIGRATIONS_DIR).replace("%", "%%"))
@@ -38,6 +45,8 @@ def alembic_config(connection: Connection | None = None) -> Config:
 
 @lru_cache(maxsize=1)
 def _scripts() -> ScriptDirectory:
+    from alembic.script import ScriptDirectory
+
     return ScriptDirectory.from_config(alembic_config())
 
 
@@ -51,10 +60,22 @@ def head_revision() -> str:
 
 def current_revision(connection: Connection) -> str | None:
     """The revision the database is at (None for an empty database)."""
+    from alembic.runtime.migration import MigrationContext
+
     return MigrationContext.configure(connection).get_current_revision()
 
 
+def _stamped_revision(connection: Connection) -> str | None:
+    """The revision in `alembic_version`, read with plain SQL (None if unreadable)."""
+    if not inspect(connection).has_table("alembic_version"):
+        return None
+    row = connection.execute(text("SELECT version_num FROM alembic_version")).first()
+    return None if row is None else str(row[0])
+
+
 def _check_known(revision: str | None, where: str) -> None:
+    from alembic.util.exc import CommandError
+
     if revision is None:
         return
     try:
@@ -79,9 +100,11 @@ def upgrade_to_head(
     `read` and `write` open transactions the way the database does everywhere else (write:
     holding the write lock); the upgrade runs in one write transaction.
     """
-    head = head_revision()
     with read() as conn:
+        if _stamped_revision(conn) == SHIPPED_HEAD:
+            return SHIPPED_HEAD
         current = current_revision(conn)
+    head = head_revision()
     _check_known(current, where)
     if current == head:
         return head
@@ -90,6 +113,9 @@ def upgrade_to_head(
         current = current_revision(conn)
         _check_known(current, where)
         if current != head:
+            from alembic import command
+            from alembic.util.exc import CommandError
+
             try:
                 command.upgrade(alembic_config(conn), "head")
             except CommandError as exc:

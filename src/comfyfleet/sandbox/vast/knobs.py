@@ -95,6 +95,7 @@ class VastKnobs:
         self.logs_not_ready_polls = 2  # result_url answers 404 this many times first
         self._actions: list[KnobAction] = []
         self._credit_change: float | None = None
+        self.holds: dict[str, float] = {}  # endpoint -> real seconds each answer is held
 
     # --- timing -----------------------------------------------------------------------------
 
@@ -137,6 +138,25 @@ class VastKnobs:
                 return False
             self.search_quota -= 1
             return True
+
+    # --- slow answers ------------------------------------------------------------------------
+
+    def hold_responses(self, endpoint: str, seconds: float | None) -> None:
+        """Handle calls of `endpoint` at once but hold each answer `seconds` (REAL seconds).
+
+        The request takes effect (a create makes its contract) while the client is still
+        waiting: the window in which a client that dies leaves an untracked instance.
+        Endpoint names as for `rate_limit`.
+        """
+        with self._lock:
+            if seconds is None or seconds <= 0:
+                self.holds.pop(endpoint, None)
+            else:
+                self.holds[endpoint] = float(seconds)
+
+    def hold_for(self, endpoint: str | None) -> float:
+        with self._lock:
+            return self.holds.get(endpoint or "", 0.0)
 
     # --- failures ---------------------------------------------------------------------------
 
@@ -228,6 +248,7 @@ class VastKnobs:
             self.stuck_next = 0
             self.unavailable_next = 0
             self.renter_probability = 0.0
+            self.holds.clear()
 
     # --- HTTP control ------------------------------------------------------------------------
 
@@ -248,6 +269,7 @@ class VastKnobs:
             "renter_probability": lambda v: self.set_renter_probability(float(v)),
             "logs_not_ready_polls": self.set_logs_not_ready_polls,
             "credit": lambda v: self.set_credit(float(v)),
+            "hold_responses": self._apply_holds,
             "reset": lambda v: self.reset() if v else None,
         }
         unknown = set(body) - set(handlers)
@@ -255,6 +277,10 @@ class VastKnobs:
             raise ValueError(f"unknown knobs {sorted(unknown)}; known: {sorted(handlers)}")
         for key, value in body.items():
             handlers[key](value)
+
+    def _apply_holds(self, value: Any) -> None:
+        for endpoint, seconds in dict(value).items():
+            self.hold_responses(str(endpoint), None if seconds is None else float(seconds))
 
     def _apply_rate_limits(self, value: Any) -> None:
         if value == "vast":
@@ -277,4 +303,5 @@ class VastKnobs:
                 "make_unavailable": self.unavailable_next,
                 "renter_probability": self.renter_probability,
                 "logs_not_ready_polls": self.logs_not_ready_polls,
+                "hold_responses": dict(self.holds),
             }

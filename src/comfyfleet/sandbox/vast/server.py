@@ -276,7 +276,12 @@ class SandboxVast:
                 limited = self._rate_limited(request)
                 if limited is not None:
                     return limited
-            return await handler(request)
+            response = await handler(request)
+            route_handler = request.match_info.route.handler
+            hold = self.knobs.hold_for(self._endpoints.get(route_handler)) if api else 0.0
+            if hold:
+                await asyncio.sleep(hold)
+            return response
         except ApiError as exc:
             return error_response(exc)
         except web.HTTPException as exc:
