@@ -70,7 +70,7 @@ def main() -> None:
                 "comfyfleet ls --json": [exe, "ls", "--json"],
             }
             times: dict[str, list[float]] = {name: [] for name in cases}
-            for name, cmd in cases.items():  # warm the page cache and compiled bytecode
+            for cmd in cases.values():  # warm the page cache and compiled bytecode
                 timed(cmd, env)
             for _ in range(args.runs):
                 for name, cmd in cases.items():

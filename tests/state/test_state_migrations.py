@@ -131,4 +131,4 @@ def test_importing_the_package_does_not_load_sqlalchemy() -> None:
 def test_the_fast_path_knows_the_shipped_head() -> None:
     from comfyfleet.state.migrate import SHIPPED_HEAD
 
-    assert SHIPPED_HEAD == head_revision()
+    assert head_revision() == SHIPPED_HEAD
