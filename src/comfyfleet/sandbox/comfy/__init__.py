@@ -1,10 +1,13 @@
 """A ComfyUI server simulation faithful to the captured fixtures (aiohttp, like ComfyUI).
 
-`SandboxComfy(root, host=, port=, speed=, knobs=, device_name=, preview_method=)` serves
-ComfyUI 0.3.64's HTTP and WebSocket API on loopback over a ComfyUI-like folder (`layout`):
-same routes (plain and `/api`), status codes, bodies, event order, queue/history/cache
-semantics. Image nodes run for real with Pillow; model nodes are timed stand-ins on a clock
-running `speed` simulated seconds per real second.
+`SandboxComfy(root, host=, port=, speed=, knobs=, device_name=, preview_method=, log_file=,
+persisted_queue=, disable_custom_nodes=, custom_node_whitelist=)` serves ComfyUI 0.3.64's
+HTTP and WebSocket API on loopback over a ComfyUI-like folder (`layout`): same routes (plain
+and `/api`), status codes, bodies, event order, queue/history/cache semantics. Image nodes
+run for real with Pillow; model nodes are timed stand-ins on a clock running `speed`
+simulated seconds per real second. Custom node packs in `<root>/custom_nodes` are imported at
+every start and their nodes run for real (`packs`, `pack_nodes`). In persisted-queue mode the
+queue lives in `<root>/user/queue.db`, and a corrupt one hangs the queue (`queuestore`).
 
 Knobs (`Knobs`, Python API; the same over HTTP at `/__sandbox/knobs`, see `routes_control`):
 
@@ -28,6 +31,10 @@ Knobs (`Knobs`, Python API; the same over HTTP at `/__sandbox/knobs`, see `route
   (simulated) or when told.
 * `forge_output_names(subfolder, filename)` - a hostile server: every output file is reported
   under this subfolder and name (e.g. `../../etc`, `passwd`) in `executed` and the history.
+* `persist_queue(enabled=True)` - switch the persisted-queue mode (kept by `reset`).
+* `corrupt_queue_db()` - write garbage over `user/queue.db` and its journal: a server in
+  persisted-queue mode takes its next item into `queue_running` and hangs there (the GPU
+  stays idle) until the files are removed and it restarts.
 * `reset()` - forget every fault (durations stay).
 * `Knobs(probe_node=True)` - also offer the `ProgressProbe` test node of the fixtures' second
   run (progress with previews and a progress text).

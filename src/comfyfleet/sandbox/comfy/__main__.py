@@ -1,10 +1,14 @@
-"""`python -m comfyfleet.sandbox.comfy --root R --port P --speed S [--log FILE]`.
+"""`python -m comfyfleet.sandbox.comfy --root R --port P --speed S [--log FILE] [...]`.
 
 Runs one sandbox ComfyUI until SIGTERM/SIGINT. It also takes the ComfyUI flags Vast's image
 passes in `COMFYUI_ARGS` (`--disable-auto-launch`, `--enable-cors-header`, `--listen`: it
 always listens on 127.0.0.1), so a host runs it as the image runs `main.py $COMFYUI_ARGS`.
-`--log FILE`: the server keeps its log at `<root>/comfyui.log`; that name becomes a link to
-FILE (an instance's portal log).
+
+    --log FILE                  the server log (default `<root>/comfyui.log`)
+    --device-name NAME          the CUDA device ComfyUI reports (default: $SANDBOX_GPU_NAME,
+                                else an RTX 4090)
+    --persisted-queue           keep the queue in `<root>/user/queue.db` (see `queuestore`)
+    --disable-all-custom-nodes, --whitelist-custom-nodes NAME...   as in ComfyUI
 """
 
 from __future__ import annotations
@@ -16,22 +20,21 @@ import os
 import signal
 import sys
 from pathlib import Path
+from typing import Any
 
-from comfyfleet.sandbox.comfy.server import serve
-
-
-def _link_log(root: Path, target: Path) -> None:
-    link = root / "comfyui.log"
-    root.mkdir(parents=True, exist_ok=True)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    if link.is_symlink() and Path(os.readlink(link)) == target:
-        return
-    link.unlink(missing_ok=True)
-    link.symlink_to(target)
+from comfyfleet.sandbox.comfy.server import DEFAULT_DEVICE, serve
 
 
-async def _main(root: Path, host: str, port: int, speed: float) -> None:
-    task = asyncio.create_task(serve(root, host, port, speed))
+async def _main(args: argparse.Namespace) -> None:
+    options: dict[str, Any] = {
+        "log_file": args.log,
+        "device_name": args.device_name,
+        "persisted_queue": args.persisted_queue,
+        "disable_custom_nodes": args.disable_all_custom_nodes,
+        "custom_node_whitelist": args.whitelist_custom_nodes,
+    }
+    # The sandbox listens on loopback only, whatever --listen asks for.
+    task = asyncio.create_task(serve(args.root, "127.0.0.1", args.port, args.speed, **options))
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, task.cancel)
@@ -43,9 +46,15 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m comfyfleet.sandbox.comfy")
     parser.add_argument("--root", type=Path, required=True)
     parser.add_argument("--port", type=int, default=8188)
-    parser.add_argument("--listen", nargs="?", const="0.0.0.0")  # accepted; see below
+    parser.add_argument("--listen", nargs="?", const="0.0.0.0")  # accepted; see _main
     parser.add_argument("--speed", type=float, default=1.0)
     parser.add_argument("--log", type=Path, default=None)
+    parser.add_argument(
+        "--device-name", default=os.environ.get("SANDBOX_GPU_NAME") or DEFAULT_DEVICE
+    )
+    parser.add_argument("--persisted-queue", action="store_true")
+    parser.add_argument("--disable-all-custom-nodes", action="store_true")
+    parser.add_argument("--whitelist-custom-nodes", nargs="+", default=[])
     for flag in (
         "--disable-auto-launch",
         "--enable-cors-header",
@@ -57,10 +66,7 @@ def main(argv: list[str] | None = None) -> int:
     ):
         parser.add_argument(flag, action="store_true")
     args, _unknown = parser.parse_known_args(argv)
-    if args.log is not None:
-        _link_log(args.root, args.log.resolve())
-    # The sandbox listens on loopback only, whatever --listen asks for.
-    asyncio.run(_main(args.root, "127.0.0.1", args.port, args.speed))
+    asyncio.run(_main(args))
     return 0
 
 

@@ -2,7 +2,9 @@
 
 As in ComfyUI, combo options that list files are computed when asked: model inputs from the
 model folders, LoadImage and friends from input/. Validation runs against this live catalog,
-so a model dropped into models/ or an uploaded image is accepted at once.
+so a model dropped into models/ or an uploaded image is accepted at once. The built-in
+classes are the capture's without its one custom node (SaveImageWebsocket, which the
+`websocket_image_save.py` pack of custom_nodes/ brings); loaded packs add theirs after them.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import functools
 import gzip
 import json
 import os
+from collections.abc import Mapping
 from importlib import resources
 from typing import Any
 
@@ -47,9 +50,19 @@ def probe_node_info() -> dict[str, Any]:
     return data
 
 
+def _is_builtin(entry: Any) -> bool:
+    return not str(entry.get("python_module", "")).startswith("custom_nodes.")
+
+
+@functools.cache
+def builtin_names() -> frozenset[str]:
+    """The classes ComfyUI has before loading custom nodes (packs cannot replace them)."""
+    return frozenset(k for k, v in captured_object_info().items() if _is_builtin(v))
+
+
 @functools.cache
 def _base_catalog(with_probe: bool) -> NodeCatalog:
-    raw = dict(captured_object_info())
+    raw = {k: v for k, v in captured_object_info().items() if _is_builtin(v)}
     if with_probe:
         raw.update(probe_node_info())
     return NodeCatalog(raw)
@@ -72,8 +85,11 @@ def _replace(raw: dict[str, Any], class_type: str, input_name: str, choices: lis
     raw[class_type] = {**entry, "input": {**entry["input"], "required": required}}
 
 
-def live_catalog(layout: Layout, *, with_probe: bool = False) -> NodeCatalog:
-    """The catalog as the server would answer /object_info right now."""
+def live_catalog(
+    layout: Layout, *, with_probe: bool = False, packs: Mapping[str, Any] | None = None
+) -> NodeCatalog:
+    """The catalog as the server would answer /object_info right now (`packs`: the entries
+    of the loaded custom node classes)."""
     lists = {folder: layout.filename_list(folder) for folder in FOLDER_DIRS}
     catalog = with_model_lists(_base_catalog(with_probe), lists)
     raw = dict(catalog.raw)
@@ -90,15 +106,18 @@ def live_catalog(layout: Layout, *, with_probe: bool = False) -> NodeCatalog:
         )
         _replace(raw, "Load3D", "model_file", names)
         _replace(raw, "Load3DAnimation", "model_file", names)
+    raw.update(packs or {})
     return NodeCatalog(raw)
 
 
-def custom_validations(layout: Layout) -> dict[str, CustomValidation]:
-    """The stock VALIDATE_INPUTS hooks, with file checks against this root."""
+def custom_validations(
+    layout: Layout, packs: Mapping[str, CustomValidation] | None = None
+) -> dict[str, CustomValidation]:
+    """The stock VALIDATE_INPUTS hooks, with file checks against this root, and the packs'."""
 
     def exists(name: str) -> bool:
         plain, folder = split_annotation(name)
         base = layout.root / folder if folder else layout.input
         return os.path.exists(base / plain)
 
-    return stock_validations(exists)
+    return {**stock_validations(exists), **(packs or {})}

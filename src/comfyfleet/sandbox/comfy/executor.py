@@ -26,6 +26,7 @@ from comfyfleet.sandbox.comfy.node_run import (
     RunFailure,
     implementation,
 )
+from comfyfleet.sandbox.comfy.packs import PackSet
 from comfyfleet.util.clock import Clock
 
 
@@ -40,9 +41,11 @@ class Executor:
         clock: Clock,
         book: LogBook,
         preview_method: str,
+        packs: PackSet,
     ) -> None:
         self.hub, self.layout, self.knobs, self.clock, self.book = hub, layout, knobs, clock, book
         self.preview_method = preview_method
+        self.packs = packs
         self.caches = OutputCaches()
         self.interrupt_requested = False
         self.knob_event = asyncio.Event()
@@ -174,13 +177,13 @@ class Executor:
     ) -> Callable[[str], Hashable]:
         def is_changed(nid: str) -> Hashable:
             node = prompt[nid]
-            impl = implementation(catalog[node["class_type"]])
+            impl = implementation(catalog[node["class_type"]], self.packs)
             if impl.is_changed is None:
                 return False
             try:
-                value: Hashable = impl.is_changed(self.layout, node.get("inputs", {}))
+                value: Hashable = impl.is_changed(self.layout, node.get("inputs", {}), nid)
                 return value
-            except OSError as exc:
+            except Exception as exc:  # noqa: BLE001 - ComfyUI logs any failure and re-runs
                 self.book.line(f"WARNING: {exc}")
                 return Uncacheable()
 

@@ -44,6 +44,8 @@ class Knobs:
         self.probe_node = probe_node
         self.preview_method: str | None = None
         self.forged_output: tuple[str, str] | None = None
+        self.persisted_queue = False
+        self._corrupt_queue = False
 
     # --- subscription ----------------------------------------------------------------------
 
@@ -138,6 +140,26 @@ class Knobs:
             self.forged_output = (subfolder, filename)
         self._changed()
 
+    # --- persisted queue -------------------------------------------------------------------
+
+    def persist_queue(self, enabled: bool = True) -> None:
+        """Keep the queue in `user/queue.db` (a mode, not a fault: `reset` keeps it)."""
+        with self._lock:
+            self.persisted_queue = bool(enabled)
+        self._changed()
+
+    def corrupt_queue_db(self) -> None:
+        """Write garbage over `user/queue.db` and its journal now (the file stays corrupt)."""
+        with self._lock:
+            self._corrupt_queue = True
+        self._changed()
+
+    def take_corrupt_queue(self) -> bool:
+        """True (once) after `corrupt_queue_db` was asked for."""
+        with self._lock:
+            asked, self._corrupt_queue = self._corrupt_queue, False
+            return asked
+
     def reset(self) -> None:
         """Forget every fault (durations stay)."""
         with self._lock:
@@ -221,4 +243,5 @@ class Knobs:
                 "probe_node": self.probe_node,
                 "preview_method": self.preview_method,
                 "forged_output": list(self.forged_output) if self.forged_output else None,
+                "persisted_queue": self.persisted_queue,
             }

@@ -1,13 +1,17 @@
 """The sandbox root on disk, laid out like a ComfyUI checkout (`folder_paths.py`).
 
     <root>/models/<folder>/...   model files (listing is a live scan, as in ComfyUI)
-    <root>/custom_nodes/
+    <root>/custom_nodes/         node packs (see `packs`); ComfyUI's websocket_image_save.py
     <root>/input/  output/  temp/    (temp/ is wiped at every start)
     <root>/user/default/workflows/, comfy.settings.json
-    <root>/comfyui.log
+    <root>/user/comfyui.db       ComfyUI's (empty) assets database: created, never touched
+    <root>/user/queue.db*        the persisted queue, only in that mode (see `queuestore`)
+    <root>/comfyui.log           unless the server is given another log file
+    <root>/.sandbox-gpu.json     what the GPU is doing, for the host's nvidia-smi
 
 A fresh root gets the stock `input/example.png` and a tiny valid placeholder checkpoint
-`models/checkpoints/v1-5-pruned-emaonly-fp16.safetensors`, as on Vast's ComfyUI image.
+`models/checkpoints/v1-5-pruned-emaonly-fp16.safetensors`, as on Vast's ComfyUI image; a root
+(or one without custom_nodes/) gets the `websocket_image_save.py` pack a checkout ships.
 """
 
 from __future__ import annotations
@@ -37,6 +41,34 @@ STOCK_CONFIGS = (
     "v2-inference.yaml", "v2-inference_fp32.yaml", "v2-inpainting-inference.yaml",
 )  # fmt: skip
 _DIR_TYPES = ("input", "output", "temp")
+GPU_STATUS_FILE = ".sandbox-gpu.json"
+#: The node pack every ComfyUI checkout has in custom_nodes/ (SaveImageWebsocket).
+WEBSOCKET_IMAGE_SAVE = """\
+import time
+
+
+class SaveImageWebsocket:
+    \"\"\"Sends full-size images to the client over the WebSocket, without metadata.\"\"\"
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {"images": ("IMAGE",)}}
+
+    RETURN_TYPES = ()
+    FUNCTION = "save_images"
+    OUTPUT_NODE = True
+    CATEGORY = "api/image"
+
+    def save_images(self, images):
+        return {}
+
+    @classmethod
+    def IS_CHANGED(cls, images):
+        return time.time()
+
+
+NODE_CLASS_MAPPINGS = {"SaveImageWebsocket": SaveImageWebsocket}
+"""
 
 
 class Layout:
@@ -48,13 +80,22 @@ class Layout:
         self.output = self.root / "output"
         self.temp = self.root / "temp"
         self.user = self.root / "user"
+        self.custom_nodes = self.root / "custom_nodes"
         self.log_file = self.root / "comfyui.log"
+        self.assets_db = self.user / "comfyui.db"
+        self.queue_db = self.user / "queue.db"
+        self.gpu_status = self.root / GPU_STATUS_FILE
 
     # --- setup -----------------------------------------------------------------------------
 
     def prepare(self) -> None:
         """Create the folders, wipe temp/, and seed a fresh root with the stock files."""
         fresh = not (self.root / "models").exists()
+        stock_pack = self.custom_nodes / "websocket_image_save.py"
+        if fresh or not self.custom_nodes.exists():
+            self.custom_nodes.mkdir(parents=True, exist_ok=True)
+            if not stock_pack.exists():
+                stock_pack.write_text(WEBSOCKET_IMAGE_SAVE)
         for dirs in FOLDER_DIRS.values():
             for rel in dirs:
                 if not rel.startswith("output/"):
@@ -65,6 +106,8 @@ class Layout:
         settings = self.user / "default" / "comfy.settings.json"
         if not settings.exists():
             settings.write_text("{}")
+        if not self.assets_db.exists():
+            self.assets_db.touch()  # ComfyUI's start creates it (0 bytes); nothing uses it
         if fresh:
             for name in STOCK_CONFIGS:
                 (self.root / "models" / "configs" / name).write_text(

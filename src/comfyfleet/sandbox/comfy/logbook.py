@@ -42,16 +42,8 @@ class LogBook:
             self._file = None
 
 
-def startup_lines(
-    *,
-    device: str,
-    vram_mb: int,
-    ram_mb: int,
-    python_version: str,
-    url: str,
-    custom_nodes: list[str],
-) -> str:
-    """The start-up banner of ComfyUI 0.3.64 on a CUDA machine."""
+def banner_lines(*, device: str, vram_mb: int, ram_mb: int, python_version: str) -> str:
+    """ComfyUI 0.3.64's start-up lines on a CUDA machine, up to where custom nodes load."""
     lines = [
         "Checkpoint files will always be loaded safely.",
         f"Total VRAM {vram_mb} MB, total RAM {ram_mb} MB",
@@ -64,10 +56,13 @@ def startup_lines(
         "ComfyUI frontend version: 1.27.10",
         "[Prompt Server] web root: "
         "/venv/main/lib/python3.12/site-packages/comfyui_frontend_package/static",
-        "",
-        "Import times for custom nodes:",
-        *[f"{0.0:6.1f} seconds: {path}" for path in custom_nodes],
-        "",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def ready_lines(url: str) -> str:
+    """The start-up lines after the custom nodes (database set-up, then the server's URL)."""
+    lines = [
         "Context impl SQLiteImpl.",
         "Will assume non-transactional DDL.",
         "No target revision found.",

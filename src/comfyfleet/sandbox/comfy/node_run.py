@@ -26,6 +26,7 @@ from comfyfleet.sandbox.comfy.nodes_base import (
     NodeFailure,
     NodeImpl,
     NodeResult,
+    exception_type_name,
     execution_frames,
 )
 from comfyfleet.sandbox.comfy.nodes_image import registry as image_nodes
@@ -36,6 +37,7 @@ from comfyfleet.sandbox.comfy.nodes_standin import (
     run_standin,
 )
 from comfyfleet.sandbox.comfy.nodes_standin import registry as standin_nodes
+from comfyfleet.sandbox.comfy.packs import PackSet
 from comfyfleet.sandbox.comfy.values import format_value
 from comfyfleet.util.clock import Clock
 
@@ -50,6 +52,7 @@ class RunHost(Protocol):
     caches: OutputCaches
     knob_event: asyncio.Event
     preview_method: str
+    packs: PackSet
 
     def check_interrupt(self) -> None: ...
 
@@ -58,9 +61,14 @@ class Interrupted(Exception):
     """ComfyUI's InterruptProcessingException."""
 
 
-def implementation(definition: NodeDef) -> NodeImpl:
-    """The simulation of a node class: real image code, a timed stand-in, or a loader."""
-    impl = image_nodes.impls.get(definition.name) or standin_nodes.impls.get(definition.name)
+def implementation(definition: NodeDef, packs: PackSet) -> NodeImpl:
+    """How a node class runs: a custom node pack's own code, real image code, a timed
+    stand-in, or a loader."""
+    impl = (
+        packs.implementation(definition.name)
+        or image_nodes.impls.get(definition.name)
+        or standin_nodes.impls.get(definition.name)
+    )
     if impl is not None:
         return impl
     if any(folder for _, folder in model_inputs_of(definition)):
@@ -192,12 +200,7 @@ class NodeRun:
                 False,
             ) from None
         except Exception as exc:  # noqa: BLE001 - any failure of a node becomes execution_error
-            cls = type(exc)
-            name = (
-                cls.__qualname__
-                if cls.__module__ == "builtins"
-                else f"{cls.__module__}.{cls.__qualname__}"
-            )
+            name = exception_type_name(exc)
             frames = [*execution_frames(ex.layout.root), *traceback.format_tb(sys.exc_info()[2])]
             raise RunFailure(
                 self._details(node_id, inputs, name, f"{exc}\n", frames), False
@@ -266,7 +269,7 @@ class NodeRun:
         self, node_id: str, class_type: str, definition: NodeDef, inputs: dict[str, Any]
     ) -> NodeResult:
         ex = self.ex
-        impl = implementation(definition)
+        impl = implementation(definition, ex.packs)
         duration = ex.knobs.duration_for(class_type, impl.duration)
         while ex.knobs.is_hung(node_id, class_type):
             ex.knob_event.clear()

@@ -49,7 +49,8 @@ class NodeResult:
 
 
 NodeFn = Callable[[NodeContext, dict[str, Any]], Awaitable[NodeResult]]
-IsChangedFn = Callable[[Layout, dict[str, Any]], Any]
+#: IS_CHANGED: (layout, the node's prompt inputs, node id) -> a value; a new value = re-run.
+IsChangedFn = Callable[[Layout, dict[str, Any], str], Any]
 
 
 @dataclass(frozen=True)
@@ -89,6 +90,14 @@ class Registry:
             return fn
 
         return register
+
+
+def exception_type_name(exc: BaseException) -> str:
+    """How ComfyUI names an exception type in errors: `module.Qualname`, builtins bare."""
+    cls = type(exc)
+    if cls.__module__ == "builtins":
+        return cls.__qualname__
+    return f"{cls.__module__}.{cls.__qualname__}"
 
 
 def frame(root: Path, file: str, line: int, func: str, code: str, marks: str | None = None) -> str:

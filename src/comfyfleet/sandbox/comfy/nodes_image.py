@@ -169,7 +169,7 @@ async def image_batch(ctx: NodeContext, kw: dict[str, Any]) -> NodeResult:
     return NodeResult((Images(first.frames + second.frames),))
 
 
-def _file_sha256(layout: Layout, kw: dict[str, Any]) -> str:
+def _file_sha256(layout: Layout, kw: dict[str, Any], node_id: str) -> str:
     path = layout.annotated_path(str(kw.get("image", "")))
     return hashlib.sha256(path.read_bytes()).hexdigest()
 

@@ -5,8 +5,12 @@ POST /__sandbox/knobs   -> apply any of these keys, answer the new state:
     {"durations": {"KSampler": 0.1}, "slow": {"3": 30}, "hang": ["KSampler"],
      "release": ["KSampler"] | true, "crash": {"8": {"exception_type": "RuntimeError",
      "message": "boom"}}, "fail": {"count": 2, "status": 502}, "drop_websockets": {"after": 5},
-     "refuse": {"seconds": 10}, "previews": "auto", "reset": true}
+     "refuse": {"seconds": 10}, "previews": "auto", "reset": true,
+     "persisted_queue": true, "corrupt_queue_db": true}
 A refusal without "seconds" can only be lifted through the Python API (nothing listens).
+"persisted_queue" switches the persisted-queue mode for this process (a host keeps it across
+restarts with `--persisted-queue` in COMFYUI_ARGS); "corrupt_queue_db" writes garbage over
+`user/queue.db` and its journal, which hangs the queue of a server in that mode.
 """
 
 from __future__ import annotations
@@ -49,6 +53,10 @@ def apply_knobs(knobs: Knobs, body: dict[str, Any]) -> None:
     if "forge_output" in body:
         forged = body["forge_output"] or {}
         knobs.forge_output_names(str(forged.get("subfolder", "")), str(forged["filename"]))
+    if "persisted_queue" in body:
+        knobs.persist_queue(bool(body["persisted_queue"]))
+    if body.get("corrupt_queue_db"):
+        knobs.corrupt_queue_db()
     if "refuse" in body:
         knobs.refuse_connections((body["refuse"] or {}).get("seconds"))
 

@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import json
 import os
+import urllib.parse
 import uuid
+from collections.abc import Mapping
 from functools import cache
 from importlib import resources
+from pathlib import Path
 from typing import Any
 
 from aiohttp import web
 
 from comfyfleet.graph.validate import PromptValidation, validate_prompt
-from comfyfleet.sandbox.comfy.catalog import custom_validations
 from comfyfleet.sandbox.comfy.core import ComfyCore
 from comfyfleet.sandbox.comfy.hub import SERVER_FEATURES
 
@@ -30,6 +32,16 @@ def _extensions() -> list[str]:
         (resources.files("comfyfleet.sandbox.comfy") / "data" / "extensions.json").read_text()
     )
     return data
+
+
+def pack_extensions(web_dirs: Mapping[str, Path]) -> list[str]:
+    """The `/extensions/<pack>/<file>.js` URLs of the packs' web folders, as ComfyUI lists them."""
+    urls: list[str] = []
+    for name, folder in web_dirs.items():
+        for path in sorted(folder.glob("**/*.js")):
+            rel = path.relative_to(folder).as_posix()
+            urls.append(f"/extensions/{urllib.parse.quote(name)}/{rel}")
+    return urls
 
 
 async def read_json(request: web.Request) -> Any:
@@ -99,7 +111,7 @@ def add_core_routes(routes: web.RouteTableDef, core: ComfyCore) -> None:
 
     @routes.get("/extensions")
     async def extensions(request: web.Request) -> web.Response:
-        return web.json_response(_extensions())
+        return web.json_response(_extensions() + pack_extensions(core.packs.web_dirs))
 
     @routes.get("/system_stats")
     async def system_stats(request: web.Request) -> web.Response:
@@ -115,12 +127,12 @@ def add_core_routes(routes: web.RouteTableDef, core: ComfyCore) -> None:
 
     @routes.get("/object_info")
     async def object_info(request: web.Request) -> web.Response:
-        return web.json_response(dict(core.catalog().raw))
+        return web.json_response(dict(core.catalog(report=core.book.write).raw))
 
     @routes.get("/object_info/{node_class}")
     async def object_info_one(request: web.Request) -> web.Response:
         name = request.match_info["node_class"]
-        catalog = core.catalog()
+        catalog = core.catalog(report=core.book.write)
         return web.json_response({name: catalog.raw[name]} if name in catalog else {})
 
     @routes.get("/history")
@@ -176,7 +188,7 @@ def add_core_routes(routes: web.RouteTableDef, core: ComfyCore) -> None:
                 data["prompt"],
                 core.catalog(),
                 partial_targets=data.get("partial_execution_targets"),
-                custom=custom_validations(core.layout),
+                custom=core.validations(),
             )
         except (TypeError, AttributeError) as exc:
             raise web.HTTPInternalServerError(text=TROUBLE) from exc

@@ -15,7 +15,7 @@ import shutil
 import sys
 import threading
 import urllib.parse
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -23,15 +23,16 @@ from typing import Any
 from aiohttp import web
 
 from comfyfleet.errors import SandboxError
-from comfyfleet.sandbox.comfy.core import ComfyCore, vram_for
+from comfyfleet.sandbox.comfy.core import ComfyCore
 from comfyfleet.sandbox.comfy.knobs import Knobs
-from comfyfleet.sandbox.comfy.logbook import startup_lines
+from comfyfleet.sandbox.comfy.logbook import ready_lines
 from comfyfleet.sandbox.comfy.routes_control import add_control_routes
 from comfyfleet.sandbox.comfy.routes_core import TROUBLE, add_core_routes
 from comfyfleet.sandbox.comfy.routes_files import add_file_routes, internal_app
 from comfyfleet.sandbox.comfy.routes_user import add_user_routes
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+DEFAULT_DEVICE = "NVIDIA GeForce RTX 4090"
 MAX_UPLOAD_BYTES = 100 * 1024 * 1024
 
 
@@ -94,6 +95,8 @@ def build_app(core: ComfyCore, knobs: Knobs) -> web.Application:
     app.add_routes(api)
     app.add_routes(routes)
     app.add_subapp("/internal", internal_app(core))
+    for name, folder in core.packs.web_dirs.items():
+        app.router.add_static(f"/extensions/{name}", folder)
     control = web.RouteTableDef()
     add_control_routes(control, knobs)
     app.add_routes(control)
@@ -107,7 +110,13 @@ def build_app(core: ComfyCore, knobs: Knobs) -> web.Application:
 
 
 class SandboxComfy:
-    """A simulated ComfyUI 0.3.64 on loopback; use as `async with SandboxComfy(root) as s:`."""
+    """A simulated ComfyUI 0.3.64 on loopback; use as `async with SandboxComfy(root) as s:`.
+
+    `log_file`: where the server log goes (default `<root>/comfyui.log`). `persisted_queue`:
+    keep the queue in `<root>/user/queue.db` (see `queuestore`). `disable_custom_nodes` and
+    `custom_node_whitelist`: ComfyUI's `--disable-all-custom-nodes` and
+    `--whitelist-custom-nodes`. Custom node packs load at every `start` (see `packs`).
+    """
 
     def __init__(
         self,
@@ -117,8 +126,12 @@ class SandboxComfy:
         port: int = 0,
         speed: float = 1.0,
         knobs: Knobs | None = None,
-        device_name: str = "NVIDIA GeForce RTX 4090",
+        device_name: str = DEFAULT_DEVICE,
         preview_method: str = "none",
+        log_file: Path | None = None,
+        persisted_queue: bool = False,
+        disable_custom_nodes: bool = False,
+        custom_node_whitelist: Sequence[str] = (),
     ) -> None:
         self.root = Path(root)
         self.host = host
@@ -127,6 +140,10 @@ class SandboxComfy:
         self.knobs = knobs if knobs is not None else Knobs()
         self.device_name = device_name
         self.preview_method = preview_method
+        self.log_file = log_file
+        self.persisted_queue = persisted_queue
+        self.disable_custom_nodes = disable_custom_nodes
+        self.custom_node_whitelist = tuple(custom_node_whitelist)
         self.core: ComfyCore | None = None
         self._runner: web.AppRunner | None = None
         self._site: web.TCPSite | None = None
@@ -163,8 +180,14 @@ class SandboxComfy:
             knobs=self.knobs,
             device_name=self.device_name,
             preview_method=self.preview_method,
+            log_file=self.log_file,
         )
         self.core = core
+        await core.boot(
+            persisted_queue=self.persisted_queue or self.knobs.persisted_queue,
+            disable_all=self.disable_custom_nodes,
+            whitelist=self.custom_node_whitelist,
+        )
         self._runner = web.AppRunner(
             build_app(core, self.knobs), access_log=None, handle_signals=False, shutdown_timeout=0.5
         )
@@ -174,20 +197,10 @@ class SandboxComfy:
         except OSError as exc:
             await self._runner.cleanup()
             self._runner = None
+            core.close()
             raise SandboxError(f"cannot listen on {self.host}:{self.port}: {exc}") from exc
-        core.argv = ["main.py", "--listen", self.host, "--port", str(self.port)]
-        if self.preview_method != "none":
-            core.argv += ["--preview-method", self.preview_method]
-        core.book.write(
-            startup_lines(
-                device=core.device_label(),
-                vram_mb=vram_for(self.device_name) // 2**20,
-                ram_mb=65536,
-                python_version=sys.version,
-                url=self.url,
-                custom_nodes=[str(core.layout.root / "custom_nodes" / "websocket_image_save.py")],
-            )
-        )
+        core.argv = ["main.py", *self._flags()]
+        core.book.write(ready_lines(self.url))
         self._tasks = [
             asyncio.create_task(core.worker()),
             asyncio.create_task(core.hub.publish_loop()),
@@ -209,8 +222,21 @@ class SandboxComfy:
             self._runner = None
             self._site = None
         if self.core is not None:
-            self.core.book.close()
+            self.core.close()
             shutil.rmtree(self.core.layout.temp, ignore_errors=True)  # as ComfyUI does at exit
+
+    def _flags(self) -> list[str]:
+        """The command line /system_stats echoes."""
+        flags = ["--listen", self.host, "--port", str(self.port)]
+        if self.preview_method != "none":
+            flags += ["--preview-method", self.preview_method]
+        if self.disable_custom_nodes:
+            flags.append("--disable-all-custom-nodes")
+        if self.custom_node_whitelist:
+            flags += ["--whitelist-custom-nodes", *self.custom_node_whitelist]
+        if self.persisted_queue:
+            flags.append("--persisted-queue")
+        return flags
 
     def start_in_thread(self) -> SandboxHandle:
         """Run in a daemon thread with its own event loop; returns once the server listens."""
@@ -257,7 +283,14 @@ class SandboxComfy:
     def _apply_knobs(self) -> None:
         if self.core is None or self._runner is None:
             return
-        self.core.executor.knob_event.set()
+        core = self.core
+        core.executor.knob_event.set()
+        if self.knobs.persisted_queue and core.store is None:
+            core.persist_queue(restore=False)
+        elif not (self.knobs.persisted_queue or self.persisted_queue) and core.store is not None:
+            core.forget_queue_store()
+        if self.knobs.take_corrupt_queue():
+            core.corrupt_queue_store()
         if self.knobs.take_drop_now():
             self.core.hub.abort_all()
         if self.knobs.refusing and self._site is not None:
@@ -319,11 +352,34 @@ class SandboxHandle:
         self._thread.join(timeout=10)
 
 
-async def serve(root: Path, host: str, port: int, speed: float) -> None:
+async def serve(
+    root: Path,
+    host: str,
+    port: int,
+    speed: float,
+    *,
+    log_file: Path | None = None,
+    device_name: str = DEFAULT_DEVICE,
+    persisted_queue: bool = False,
+    disable_custom_nodes: bool = False,
+    custom_node_whitelist: Sequence[str] = (),
+) -> None:
     """Run a sandbox ComfyUI until cancelled (the CLI's `comfyfleet sandbox comfy`).
 
-    Prints ComfyUI's "To see the GUI go to: <url>" line on stderr once it listens.
+    Prints ComfyUI's "To see the GUI go to: <url>" line on stderr once it listens. The other
+    arguments are `SandboxComfy`'s.
     """
-    async with SandboxComfy(root, host=host, port=port, speed=speed) as server:
+    server = SandboxComfy(
+        root,
+        host=host,
+        port=port,
+        speed=speed,
+        device_name=device_name,
+        log_file=log_file,
+        persisted_queue=persisted_queue,
+        disable_custom_nodes=disable_custom_nodes,
+        custom_node_whitelist=custom_node_whitelist,
+    )
+    async with server:
         print(f"To see the GUI go to: {server.url}", file=sys.stderr, flush=True)
         await asyncio.Event().wait()

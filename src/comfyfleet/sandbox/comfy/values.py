@@ -2,7 +2,8 @@
 
 IMAGE is a batch of Pillow RGB images, MASK a batch of Pillow "L" images (255 = masked),
 LATENT a dict with the size and what the sampler saw, everything else (MODEL, CLIP, VAE,
-CONDITIONING...) an `Opaque` value that only says what it is.
+CONDITIONING...) an `Opaque` value that only says what it is. A `ValueList` is one output
+of a custom node that ran several times over list inputs, or declared `OUTPUT_IS_LIST`.
 """
 
 from __future__ import annotations
@@ -55,6 +56,14 @@ class Opaque:
 
     def __str__(self) -> str:
         return f"<{self.kind} {self.info.get('name', '')}>".replace(" >", ">")
+
+
+class ValueList(list[Any]):
+    """The values of one output across a node's calls (ComfyUI keeps every output as a list).
+
+    Custom nodes downstream run once per item (or get the whole list with `INPUT_IS_LIST`);
+    any other value counts as a list of one.
+    """
 
 
 def latent(width: int, height: int, batch_size: int, **extra: Any) -> dict[str, Any]:

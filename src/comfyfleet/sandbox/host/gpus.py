@@ -1,15 +1,19 @@
 """`nvidia-smi` as a host shows it: the GPU catalog and the renderers for its output formats.
 
 Pure functions over a `GpuState` (what the host knows: the GPUs, ComfyUI's process, whether
-it is busy), so the table and the CSV queries are tested without a host.
+it is busy), so the table and the CSV queries are tested without a host. `with_comfy_status`
+refines that state from the status file the sandbox ComfyUI keeps in its root.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
+import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 
 DRIVER = "570.172.08"
 CUDA = "12.8"
@@ -72,11 +76,14 @@ class GpuState:
     instance_id: int
     processes: Sequence[GpuProcess] = ()
     busy: bool = False
+    utilization: int | None = None  # GPU 0's load when ComfyUI says (else 98 busy, 0 idle)
 
     def used_mib(self, index: int) -> int:
         return sum(p.used_mib for p in self.processes if p.gpu == index) + (1 if index else 2)
 
     def util(self, index: int) -> int:
+        if index == 0 and self.utilization is not None:
+            return self.utilization
         return 98 if self.busy and index == 0 else 0
 
     def temperature(self, index: int) -> int:
@@ -94,6 +101,29 @@ class GpuState:
     def uuid(self, index: int) -> str:
         h = hashlib.sha1(f"{self.instance_id}:{index}".encode()).hexdigest()
         return f"GPU-{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:32]}"
+
+
+#: Written by the sandbox ComfyUI in its root (see `sandbox.comfy.gpu_status`).
+COMFY_STATUS_FILE = ".sandbox-gpu.json"
+
+
+def with_comfy_status(state: GpuState, comfy_dir: Path) -> GpuState:
+    """`state` with ComfyUI's own word on its GPU (busy, load, memory) when its status file
+    exists and belongs to the ComfyUI process in `state.processes`; else `state` unchanged.
+
+    ComfyUI knows what the host's queue view cannot: a prompt stuck in a hung node keeps the
+    GPU loaded, while a queue hung before execution leaves it idle with an item "running".
+    """
+    try:
+        data = json.loads((comfy_dir / COMFY_STATUS_FILE).read_text())
+        pid, busy = int(data["pid"]), bool(data["busy"])
+        load, used = int(data["utilization_gpu"]), int(data["memory_used_mib"])
+    except (OSError, ValueError, TypeError, KeyError):
+        return state
+    if not any(p.pid == pid for p in state.processes):
+        return state  # a file left by a ComfyUI that is gone
+    procs = [dataclasses.replace(p, used_mib=used) if p.pid == pid else p for p in state.processes]
+    return dataclasses.replace(state, processes=procs, busy=busy, utilization=load)
 
 
 class QueryError(Exception):

@@ -26,6 +26,7 @@ from comfyfleet.sandbox.host.gpus import (
     query_apps,
     query_gpu,
     table,
+    with_comfy_status,
 )
 from comfyfleet.sandbox.host.layout import HostLayout
 from comfyfleet.sandbox.host.spec import SPEC_FILE, Endpoints, HostSpec
@@ -94,6 +95,7 @@ def nvidia_smi(root: Path, args: list[str]) -> int:
         [GpuProcess(**p) for p in gpu["processes"]],
         bool(gpu["busy"]),
     )
+    state = with_comfy_status(state, HostLayout(root).comfy_dir)
     ids = list(range(spec.num_gpus))
     if "--id" in opts:
         try:
