@@ -57,6 +57,9 @@ def isolated_home(
     monkeypatch.setenv("XDG_DATA_HOME", str(home / ".local" / "share"))
     monkeypatch.setenv("XDG_CACHE_HOME", str(home / ".cache"))
     monkeypatch.setenv("COMFYFLEET_CONFIG", str(home / ".config" / "comfyfleet" / "config.toml"))
+    # node/model catalogs: shipped copies, never the internet (tests/catalog/standins.py serves
+    # stand-ins; its env() turns this off)
+    monkeypatch.setenv("COMFYFLEET_CATALOG__OFFLINE", "1")
     yield home
 
 

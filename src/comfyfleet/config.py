@@ -18,7 +18,15 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
 
 from comfyfleet.errors import ConfigError
 
@@ -48,6 +56,49 @@ class RunSettings(_Group):
     timeout: float = Field(3600.0, gt=0)  # seconds a job may take from submit to last output
 
 
+class BackupSettings(_Group):
+    """Workflow backups to git (`comfyfleet backup`, `restore`, and before `stop`/`destroy`)."""
+
+    repo: Path | None = None  # the backup repository; default: <data dir>/workflow-backup
+    auto: bool = True  # back up before `stop` and `destroy` (`--no-backup` skips it once)
+    timeout: float = Field(30.0, gt=0)  # seconds the backup before stop/destroy may take
+    # more widget or key names whose values are secrets (case-insensitive, whole names)
+    scrub_names: list[str] = Field(default_factory=list)
+    # more regular expressions for secret values, wherever they appear in a workflow
+    scrub_patterns: list[str] = Field(default_factory=list)
+
+    @field_validator("scrub_names", "scrub_patterns", mode="before")
+    @classmethod
+    def _one_or_many(cls, value: Any, info: ValidationInfo) -> Any:
+        # An environment variable is one string: a JSON list, else comma-separated names or
+        # a single pattern (patterns may hold commas themselves).
+        if not isinstance(value, str):
+            return value
+        text = value.strip()
+        if text.startswith("["):
+            import json
+
+            try:
+                return json.loads(text)
+            except ValueError as exc:
+                raise ValueError(f"not a JSON list: {exc}") from exc
+        if info.field_name == "scrub_names":
+            return [part.strip() for part in text.split(",") if part.strip()]
+        return [text] if text else []
+
+    @field_validator("scrub_patterns")
+    @classmethod
+    def _compiles(cls, value: list[str]) -> list[str]:
+        import re
+
+        for pattern in value:
+            try:
+                re.compile(pattern)
+            except re.error as exc:
+                raise ValueError(f"bad regular expression {pattern!r}: {exc}") from exc
+        return value
+
+
 class VastSettings(_Group):
     """Renting on Vast.ai (`comfyfleet offers`, `up`)."""
 
@@ -61,6 +112,44 @@ class VastSettings(_Group):
     max_offers: int = Field(3, ge=1)  # offers tried by `up` before giving up
     # a pending create intent whose process is still alive is left alone this long (seconds)
     intent_grace: float = Field(900.0, gt=0)
+
+
+_MANAGER_RAW = "https://raw.githubusercontent.com/Comfy-Org/ComfyUI-Manager/main"
+
+
+class CatalogSettings(_Group):
+    """Where node packs and model files are looked up (`comfyfleet workflow deps`).
+
+    Every base URL is configurable so a mirror (or a test's stand-in) can replace it.
+    """
+
+    node_map_url: str = f"{_MANAGER_RAW}/extension-node-map.json"  # ComfyUI-Manager's class map
+    node_list_url: str = f"{_MANAGER_RAW}/custom-node-list.json"  # its node pack list
+    model_list_url: str = f"{_MANAGER_RAW}/model-list.json"  # its model list
+    registry_url: str = "https://api.comfy.org"  # the Comfy Registry API
+    registry: bool = True  # ask the registry about classes the catalogs do not settle
+    huggingface_url: str = "https://huggingface.co"
+    civitai_url: str = "https://civitai.com"
+    ttl: float = Field(86400.0, ge=0)  # seconds a fetched catalog is used before asking again
+    timeout: float = Field(20.0, gt=0)  # seconds for one catalog request
+    offline: bool = False  # never ask the network: cached or shipped copies only
+    cache_dir: Path | None = None  # default: <cache dir>/catalog
+    models_manifest: Path | None = None  # your file names -> URLs; default <config dir>/models.toml
+
+
+class RemoteSettings(_Group):
+    """SSH to instances: keys, ssh config, layout overrides (`comfyfleet ssh`, `connect`...)."""
+
+    key_path: Path | None = None  # your own private key; default: comfyfleet's ed25519 key
+    ssh_config: Path | None = None  # the ~/.ssh/config to add our Include to (None: ~/.ssh/config)
+    manage_ssh_config: bool = True  # add the Include line and per-instance files
+    keepalive: float = Field(30.0, gt=0)  # seconds between keepalives (3 missed = dead)
+    # Layout overrides: each given value wins over detection on the instance.
+    comfy_dir: str | None = None
+    comfy_port: int | None = None
+    venv: str | None = None
+    log_file: str | None = None
+    restart_command: str | None = None
 
 
 class PathSettings(_Group):
@@ -78,8 +167,11 @@ class Settings(_Group):
     db_url: str | None = None  # COMFYFLEET_DB_URL: PostgreSQL URL; default a SQLite file
     comfy: ComfySettings = ComfySettings()
     vast: VastSettings = VastSettings()
+    remote: RemoteSettings = RemoteSettings()
     run: RunSettings = RunSettings()
+    backup: BackupSettings = BackupSettings()
     paths: PathSettings = PathSettings()
+    catalog: CatalogSettings = CatalogSettings()
 
     def config_dir(self) -> Path:
         return self.paths.config_dir or Path(_platform_dir("user_config_dir"))

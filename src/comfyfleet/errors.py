@@ -7,7 +7,8 @@ catches a library's exception. Each error says what happened, to what, and what 
 
     ComfyfleetError
     ├── UsageError                  bad input from the user (files, flags, values)
-    │   └── ConfigError             bad settings file / environment value
+    │   ├── ConfigError             bad settings file / environment value
+    │   └── UnsafeSource            a download URL or model file name unfit for a remote command
     ├── WorkflowError               a workflow that cannot be used as given
     │   ├── WorkflowFormatError     not a workflow, or a broken one
     │   ├── ConversionError         UI -> API conversion impossible
@@ -47,6 +48,10 @@ catches a library's exception. Each error says what happened, to what, and what 
     │   ├── RemoteTimeout           a remote command or wait took longer than allowed
     │   ├── LayoutNotDetected       no ComfyUI checkout / venv found on the instance
     │   └── TunnelError             a port forward could not be opened or kept up
+    ├── CatalogError                node pack and model catalogs (ComfyUI-Manager, registry, hubs)
+    │   ├── CatalogUnavailable      a catalog could not be reached (temporary)
+    │   └── CatalogFormatError      a catalog answered something that is not its format
+    ├── BackupError                 the workflow backup repository cannot be used (git)
     ├── StateError                  the local state database failed (locked, unreachable, …)
     └── SandboxError                the built-in sandbox could not start or was misused
 
@@ -475,3 +480,26 @@ class TunnelError(RemoteError):
     """A tunnel could not be opened, or did not come up in time."""
 
     exit_code = 7
+
+
+class UnsafeSource(UsageError):
+    """A model URL or file name that must not reach a remote command (scheme, characters)."""
+
+
+class CatalogError(ComfyfleetError):
+    """A node pack or model catalog (ComfyUI-Manager lists, registry, hubs) failed us."""
+
+
+class CatalogUnavailable(CatalogError):
+    """A catalog could not be reached (refused, reset, timed out, 5xx); worth retrying."""
+
+    exit_code = 7
+    retryable = True
+
+
+class CatalogFormatError(CatalogError):
+    """A catalog answered something that does not follow its format."""
+
+
+class BackupError(ComfyfleetError):
+    """The workflow backup repository cannot be opened, read or written (a git repository)."""

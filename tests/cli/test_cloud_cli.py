@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import subprocess
 import time
@@ -12,91 +11,39 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
 from comfyfleet.services.demo import TXT2IMG, sample_path
 
+from .cloudkit import (
+    destroy_all,
+    exe,
+    knobs,
+    run,
+    sandbox_world,
+    untracked_billing,
+    vast_instances,
+)
+
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
-    """A detached sandbox cloud shared by this module; env for every CLI call."""
-    base = tmp_path_factory.mktemp("cloud-cli")
-    env = {
-        **os.environ,
-        "HOME": str(base / "home"),
-        "COMFYFLEET_PATHS__DATA_DIR": str(base / "data"),
-        "COMFYFLEET_PATHS__CONFIG_DIR": str(base / "config"),
-        "COMFYFLEET_CONFIG": str(base / "config" / "config.toml"),
-        "COMFYFLEET_PROFILE": "sandbox",
-        "PYTHON_KEYRING_BACKEND": "keyring.backends.fail.Keyring",
-    }
-    env.pop("VAST_API_KEY", None)
-    started = _run(env, "sandbox", "start", "--detach", "--speed", "100", "--json")
-    assert started.returncode == 0, started.stderr
-    try:
-        yield env
-    finally:
-        _run(env, "sandbox", "stop")
-
-
-def _exe() -> str:
-    exe = shutil.which("comfyfleet")
-    assert exe, "the comfyfleet console script is not installed"
-    return exe
-
-
-def _run(env: dict[str, str], *args: str, timeout: float = 180) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([_exe(), *args], env=env, capture_output=True, text=True, timeout=timeout)
-
-
-def _api(env: dict[str, str]) -> tuple[str, dict[str, str]]:
-    state = json.loads(
-        (Path(env["COMFYFLEET_PATHS__DATA_DIR"]) / "sandbox" / "sandbox.json").read_text()
-    )
-    return state["url"], {"Authorization": f"Bearer {state['api_key']}"}
-
-
-def _vast_instances(env: dict[str, str]) -> list[dict[str, Any]]:
-    url, headers = _api(env)
-    data = httpx.get(url + "/api/v0/instances/", headers=headers, timeout=10).json()
-    instances: list[dict[str, Any]] = data["instances"]
-    return instances
-
-
-def _knobs(env: dict[str, str], body: dict[str, Any]) -> None:
-    url, headers = _api(env)
-    r = httpx.post(url + "/__sandbox/knobs", headers=headers, json=body, timeout=10)
-    assert r.status_code == 200, r.text
-
-
-def _untracked_billing(env: dict[str, str]) -> list[int]:
-    """Instances Vast bills for that comfyfleet does not track (after reconciling via `ls`)."""
-    listed = _run(env, "ls", "--json")
-    assert listed.returncode == 0, listed.stderr
-    tracked = {v["id"] for v in json.loads(listed.stdout)}
-    return [i["id"] for i in _vast_instances(env) if i["id"] not in tracked]
-
-
-def _destroy_all(env: dict[str, str]) -> None:
-    for inst in _vast_instances(env):
-        _run(env, "destroy", str(inst["id"]), "--yes")
-    assert _vast_instances(env) == []
+    yield from sandbox_world(tmp_path_factory)
 
 
 def test_instance_lifecycle(world: dict[str, str], tmp_path: Path) -> None:
-    up = _run(world, "up", "--order", "dph_total", "--name", "studio", "--json")
+    up = run(world, "up", "--order", "dph_total", "--name", "studio", "--json")
     assert up.returncode == 0, up.stderr
     info = json.loads(up.stdout)
     assert info["name"] == "studio" and info["url"].startswith("http://127.0.0.1:")
     assert "waiting for" in up.stderr  # progress was shown
     vast_id = str(info["id"])
 
-    listed = json.loads(_run(world, "ls", "--json").stdout)
+    listed = json.loads(run(world, "ls", "--json").stdout)
     (row,) = listed
     assert row["id"] == info["id"] and row["status"] == "running" and row["ready"] is True
 
-    run = _run(
+    ran = run(
         world,
         "run",
         str(sample_path(TXT2IMG)),
@@ -106,30 +53,30 @@ def test_instance_lifecycle(world: dict[str, str], tmp_path: Path) -> None:
         str(tmp_path / "out"),
         "--json",
     )
-    assert run.returncode == 0, run.stderr
-    assert json.loads(run.stdout)["files"]
+    assert ran.returncode == 0, ran.stderr
+    assert json.loads(ran.stdout)["files"]
 
-    renamed = _run(world, "rename", vast_id, "atelier", "--json")
+    renamed = run(world, "rename", vast_id, "atelier", "--json")
     assert renamed.returncode == 0, renamed.stderr
-    (vast_row,) = _vast_instances(world)
+    (vast_row,) = vast_instances(world)
     assert vast_row["label"].startswith("comfyfleet:manual:") and vast_row["label"].endswith(
         ":atelier"
     )
-    shown = json.loads(_run(world, "show", "atelier", "--json").stdout)
+    shown = json.loads(run(world, "show", "atelier", "--json").stdout)
     assert shown["id"] == info["id"] and shown["cost_usd"] > 0
     assert [e["kind"] for e in shown["events"]].count("renamed") == 1
 
-    stopped = _run(world, "stop", "atelier", "--json")
+    stopped = run(world, "stop", "atelier", "--json")
     assert stopped.returncode == 0, stopped.stderr
     assert json.loads(stopped.stdout)["status"] == "stopped"
-    started = _run(world, "start", "atelier", "--json")
+    started = run(world, "start", "atelier", "--json")
     assert started.returncode == 0, started.stderr
 
-    assert _run(world, "destroy", "atelier").returncode == 1  # asks; no answer = no
-    gone = _run(world, "destroy", "atelier", "--yes", "--json")
+    assert run(world, "destroy", "atelier").returncode == 1  # asks; no answer = no
+    gone = run(world, "destroy", "atelier", "--yes", "--json")
     assert gone.returncode == 0, gone.stderr
-    assert _vast_instances(world) == []
-    again = _run(world, "destroy", vast_id, "--yes")
+    assert vast_instances(world) == []
+    again = run(world, "destroy", vast_id, "--yes")
     assert again.returncode == 2 and "destroyed" in again.stderr
 
 
@@ -145,13 +92,13 @@ def _wait(predicate: Any, what: str, timeout: float = 60) -> None:
 @pytest.mark.parametrize("step", ["search", "create", "wait"])
 def test_killing_up_at_any_step_leaves_nothing_untracked(world: dict[str, str], step: str) -> None:
     if step == "search":
-        _knobs(world, {"hold_responses": {"search_offers": 3.0}})
+        knobs(world, {"hold_responses": {"search_offers": 3.0}})
     elif step == "create":
-        _knobs(world, {"hold_responses": {"create_instance": 3.0}})
+        knobs(world, {"hold_responses": {"create_instance": 3.0}})
     else:
-        _knobs(world, {"durations": {"loading": 3000.0}})
+        knobs(world, {"durations": {"loading": 3000.0}})
     proc = subprocess.Popen(
-        [_exe(), "up", "--order", "dph_total"],
+        [exe(), "up", "--order", "dph_total"],
         env=world,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
@@ -161,7 +108,7 @@ def test_killing_up_at_any_step_leaves_nothing_untracked(world: dict[str, str], 
         if step == "search":
             time.sleep(1.0)
         else:
-            _wait(lambda: bool(_vast_instances(world)), "the create to reach the cloud")
+            _wait(lambda: bool(vast_instances(world)), "the create to reach the cloud")
             if step == "wait":
                 time.sleep(0.5)  # the create answered: up is waiting for readiness
         proc.send_signal(signal.SIGKILL)
@@ -171,23 +118,23 @@ def test_killing_up_at_any_step_leaves_nothing_untracked(world: dict[str, str], 
             proc.kill()
         assert proc.stderr is not None
         proc.stderr.close()
-        _knobs(world, {"reset": True, "durations": {"loading": 30.0}})
-    assert _untracked_billing(world) == []
+        knobs(world, {"reset": True, "durations": {"loading": 30.0}})
+    assert untracked_billing(world) == []
     if step == "create":
-        assert _vast_instances(world) == [], "the never-recorded create must be reaped"
+        assert vast_instances(world) == [], "the never-recorded create must be reaped"
     if step == "wait":
-        assert len(_vast_instances(world)) == 1, "a recorded create is tracked, not reaped"
-    _destroy_all(world)
+        assert len(vast_instances(world)) == 1, "a recorded create is tracked, not reaped"
+    destroy_all(world)
 
 
 def test_offers_with_a_bad_field_lists_valid_ones(world: dict[str, str]) -> None:
-    result = _run(world, "offers", "gpu_nam=RTX_4090")
+    result = run(world, "offers", "gpu_nam=RTX_4090")
     assert result.returncode == 2
     assert "gpu_nam" in result.stderr and "gpu_name" in result.stderr
 
 
 def test_offers_table(world: dict[str, str]) -> None:
-    result = _run(world, "offers", "num_gpus=1", "--order", "dph_total", "--limit", "3", "--json")
+    result = run(world, "offers", "num_gpus=1", "--order", "dph_total", "--limit", "3", "--json")
     assert result.returncode == 0, result.stderr
     offers = json.loads(result.stdout)
     assert len(offers) == 3
@@ -198,7 +145,7 @@ def test_offers_table(world: dict[str, str]) -> None:
 def test_sandbox_profile_without_a_running_sandbox(tmp_path: Path) -> None:
     env = {**os.environ, "COMFYFLEET_PATHS__DATA_DIR": str(tmp_path / "nothing")}
     result = subprocess.run(
-        [_exe(), "--profile", "sandbox", "ls"], env=env, capture_output=True, text=True, timeout=60
+        [exe(), "--profile", "sandbox", "ls"], env=env, capture_output=True, text=True, timeout=60
     )
     assert result.returncode != 0
     assert "sandbox is not running" in result.stderr and "sandbox start" in result.stderr
@@ -207,7 +154,7 @@ def test_sandbox_profile_without_a_running_sandbox(tmp_path: Path) -> None:
 def test_default_profile_without_a_key(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if k != "VAST_API_KEY"}
     env["COMFYFLEET_PROFILE"] = "default"
-    result = subprocess.run([_exe(), "ls"], env=env, capture_output=True, text=True, timeout=60)
+    result = subprocess.run([exe(), "ls"], env=env, capture_output=True, text=True, timeout=60)
     assert result.returncode == 2
     assert "no Vast API key" in result.stderr and "--profile sandbox" in result.stderr
 
@@ -220,7 +167,7 @@ def test_login_stores_the_key_privately(tmp_path: Path) -> None:
     }
     key = "a" * 64
     result = subprocess.run(
-        [_exe(), "login"], env=env, input=key + "\n", capture_output=True, text=True, timeout=60
+        [exe(), "login"], env=env, input=key + "\n", capture_output=True, text=True, timeout=60
     )
     assert result.returncode == 0, result.stderr
     assert key not in result.stdout + result.stderr

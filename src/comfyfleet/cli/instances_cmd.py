@@ -168,20 +168,54 @@ def show(ctx: typer.Context, ref: str = REF, as_json: bool = JSON_OUT) -> None:
         print_show(shown, events)
 
 
-def _simple(ctx: typer.Context, ref: str, as_json: bool, verb: str) -> None:
+def _simple(
+    ctx: typer.Context,
+    ref: str,
+    as_json: bool,
+    verb: str,
+    *,
+    backup: bool = False,
+    yes: bool = False,
+) -> None:
     from comfyfleet.services import instances
 
     action = getattr(instances, verb)
-    row = with_cloud(ctx, lambda cloud: action(cloud, ref), as_json)
+
+    async def body(cloud: Cloud) -> Any:
+        guard = None
+        if backup:  # back the workflows up first (see cli.backup_cmd.backup_first)
+            from comfyfleet.cli.backup_cmd import backup_first
+
+            guard = await backup_first(cloud, ref, verb=verb, yes=yes)
+        return await action(cloud, ref), guard
+
+    row, guard = with_cloud(ctx, body, as_json)
     if as_json:
-        emit_json({"id": row.vast_id, "name": row.name, "status": row.status.value})
+        out = {"id": row.vast_id, "name": row.name, "status": row.status.value}
+        if guard is not None:
+            out["backup"] = guard.to_json()
+        emit_json(out)
     else:
         typer.echo(f"instance {row.display_name}: {row.status.value}")
 
 
-def stop(ctx: typer.Context, ref: str = REF, as_json: bool = JSON_OUT) -> None:
-    """Stop an instance (the GPU is released; storage still bills until destroyed)."""
-    _simple(ctx, ref, as_json, "stop")
+NO_BACKUP = typer.Option(
+    False, "--no-backup", help="Do not back up the instance's saved workflows first."
+)
+
+
+def stop(
+    ctx: typer.Context,
+    ref: str = REF,
+    yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask if the backup cannot run."),
+    no_backup: bool = NO_BACKUP,
+    as_json: bool = JSON_OUT,
+) -> None:
+    """Stop an instance (the GPU is released; storage still bills until destroyed).
+
+    Saved workflows the backup repository lacks are backed up first (see --no-backup).
+    """
+    _simple(ctx, ref, as_json, "stop", backup=not no_backup, yes=yes)
 
 
 def start(ctx: typer.Context, ref: str = REF, as_json: bool = JSON_OUT) -> None:
@@ -193,12 +227,16 @@ def destroy(
     ctx: typer.Context,
     ref: str = REF,
     yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask."),
+    no_backup: bool = NO_BACKUP,
     as_json: bool = JSON_OUT,
 ) -> None:
-    """Destroy an instance: billing stops, its disk is gone. Asks first unless --yes."""
+    """Destroy an instance: billing stops, its disk is gone. Asks first unless --yes.
+
+    Saved workflows the backup repository lacks are backed up first (see --no-backup).
+    """
     if not yes and not typer.confirm(f"destroy instance {ref}? Its disk will be lost"):
         raise typer.Exit(1)
-    _simple(ctx, ref, as_json, "destroy")
+    _simple(ctx, ref, as_json, "destroy", backup=not no_backup, yes=yes)
 
 
 def rename(

@@ -9,7 +9,15 @@ from __future__ import annotations
 import typer
 
 from comfyfleet import __version__
-from comfyfleet.cli import demo_cmd, instances_cmd, run_cmd, sandbox_cmd, workflow_cmd
+from comfyfleet.cli import (
+    backup_cmd,
+    demo_cmd,
+    instances_cmd,
+    remote_cmd,
+    run_cmd,
+    sandbox_cmd,
+    workflow_cmd,
+)
 from comfyfleet.cli.common import GlobalOptions
 
 app = typer.Typer(
@@ -52,7 +60,9 @@ app.add_typer(workflow_cmd.app, name="workflow")
 app.add_typer(sandbox_cmd.app, name="sandbox")
 run_cmd.register(app)
 instances_cmd.register(app)
+remote_cmd.register(app)
 demo_cmd.register(app)
+backup_cmd.register(app)
 
 
 def main() -> None:

@@ -1,8 +1,7 @@
-"""Terminal rendering: live run progress, run summaries, dependency listings."""
+"""Terminal rendering: live run progress and run summaries."""
 
 from __future__ import annotations
 
-import sys
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
@@ -15,7 +14,6 @@ from comfyfleet.models import events as ev
 from comfyfleet.services.run import Stage
 
 if TYPE_CHECKING:
-    from comfyfleet.comfy.workflow.deps import WorkflowDeps
     from comfyfleet.services.run import RunReport
 
 
@@ -113,21 +111,3 @@ def print_run_report(report: RunReport) -> None:
         out.print(table)
     out.print(f"outputs: {report.job_dir}", markup=False)
     out.print(f"manifest: {report.manifest_path}", markup=False)
-
-
-def print_deps(deps: WorkflowDeps) -> None:
-    """A human listing of a workflow's dependencies."""
-    data = deps.to_json()
-    out = Console(highlight=False)
-    for section, values in data.items():
-        out.print(f"[bold]{section}[/]")
-        if isinstance(values, dict):
-            for key, items in values.items():
-                shown = ", ".join(str(i) for i in items) if isinstance(items, list) else str(items)
-                out.print(f"  {key}: {shown}", markup=False)
-        elif isinstance(values, list):
-            for item in values:
-                out.print(f"  {item}", markup=False)
-        else:
-            out.print(f"  {values}", markup=False)
-    sys.stdout.flush()

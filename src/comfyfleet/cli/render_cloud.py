@@ -91,7 +91,7 @@ def print_actions(actions: Sequence[Action]) -> None:
 
 def print_instances(views: Sequence[InstanceView]) -> None:
     table = Table(header_style="bold")
-    for col in ("id", "name", "status", "ready", "GPU", "$/hr", "cost", "ComfyUI"):
+    for col in ("id", "name", "status", "ready", "GPU", "$/hr", "cost", "ComfyUI", "tunnel"):
         table.add_column(col)
     for v in views:
         r = v.row
@@ -104,6 +104,7 @@ def print_instances(views: Sequence[InstanceView]) -> None:
             _money(r.dph_total),
             _money(v.cost.total_usd, 4),
             v.url or "-",
+            f"{v.tunnel.url} ({v.tunnel.status})" if v.tunnel else "-",
         )
     stdout_console().print(table if views else "no instances")
 

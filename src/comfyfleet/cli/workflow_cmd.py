@@ -10,7 +10,7 @@ import typer
 from comfyfleet.cli.common import emit_json, global_options, run_async
 
 if TYPE_CHECKING:
-    from comfyfleet.comfy.workflow.deps import WorkflowDeps
+    from comfyfleet.services.deps import WorkflowNeeds
 
 app = typer.Typer(help="Convert, validate and inspect workflows (UI or API format).")
 
@@ -77,24 +77,70 @@ def validate(
         typer.echo(f"{workflow}: valid ({len(outputs)} output node(s): {', '.join(outputs)})")
 
 
+DEPS_TARGET = typer.Option(
+    None,
+    "--target",
+    help="A ComfyUI URL, or an instance id or name: report what it lacks of the workflow.",
+)
+PACK = typer.Option(
+    None,
+    "--pack",
+    metavar="CLASS=PACK",
+    help="Settle a class several node packs provide (a pack id or git URL); repeatable.",
+)
+
+
 @app.command("deps")
 def deps(
     ctx: typer.Context,
     workflow: Path = WORKFLOW_ARG,
+    target: str | None = DEPS_TARGET,
     object_info: Path | None = OBJECT_INFO,
+    pack: list[str] | None = PACK,
     as_json: bool = JSON_OUT,
+    token: str | None = TOKEN,
 ) -> None:
-    """List what a workflow needs: node classes, model files per folder, input files."""
-    from comfyfleet.services.workflows import load_object_info_file, workflow_deps
+    """What a workflow needs: node classes with the packs that provide them, model files
+    with where to download them, input files.
 
-    async def _main() -> WorkflowDeps:
-        catalog = load_object_info_file(object_info) if object_info else None
-        return workflow_deps(workflow, catalog)
+    With --target (or --object-info for node classes only), only what the server lacks is
+    listed as missing, with the packs and sources that provide it, and the commands that
+    install them. Catalogs: ComfyUI-Manager's lists (cached; shipped copies when offline),
+    the Comfy Registry, Hugging Face, Civitai and your models manifest ([catalog] settings).
 
-    result = run_async(_main, as_json=as_json)
+    Exit codes: 0 everything is there or can be fetched; 3 the target lacks a node class or
+    model file that cannot be resolved (unknown, several packs and no --pack, no source).
+    """
+    from comfyfleet.cli.cloud import cloud_opener
+    from comfyfleet.services.deps import parse_pack_choices, workflow_needs
+    from comfyfleet.services.targets import resolve_target
+
+    settings = global_options(ctx).settings()
+
+    async def _main() -> WorkflowNeeds:
+        if target is not None and object_info is not None:
+            from comfyfleet.errors import UsageError
+
+            raise UsageError(
+                "give --target or --object-info, not both",
+                hint="--target reads /object_info and the model folders from the server itself",
+            )
+        choices = parse_pack_choices(pack or [])
+        endpoint = None
+        if target is not None:
+            endpoint = await resolve_target(
+                target, settings, token=token, open_cloud=cloud_opener(ctx)
+            )
+        return await workflow_needs(
+            workflow, target=endpoint, settings=settings, object_info=object_info, choices=choices
+        )
+
+    needs = run_async(_main, as_json=as_json)
     if as_json:
-        emit_json(result.to_json())
+        emit_json(needs.to_json())
     else:
-        from comfyfleet.cli.render import print_deps
+        from comfyfleet.cli.render_deps import print_deps
 
-        print_deps(result)
+        print_deps(needs)
+    if needs.blocking:
+        raise typer.Exit(3)

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from comfyfleet.control.costs import CostBreakdown, StatusSpan, accrued_cost
 from comfyfleet.errors import UsageError
 from comfyfleet.models.vast import InstanceStatus
+from comfyfleet.remote.tunnel_state import TunnelRecord, TunnelState, list_tunnels
 from comfyfleet.services.cloud import Cloud
 from comfyfleet.services.endpoints import comfy_endpoint
 from comfyfleet.services.reconcile import Action, reconcile
@@ -22,6 +24,7 @@ class InstanceView:
     row: InstanceRow
     url: str | None
     cost: CostBreakdown
+    tunnel: TunnelState | None = None  # an open `comfyfleet connect` tunnel to it
 
     def to_json(self) -> dict[str, Any]:
         r = self.row
@@ -48,6 +51,9 @@ class InstanceView:
             "destroyed_at": r.destroyed_at,
             "cost_usd": round(self.cost.total_usd, 6),
             "running_seconds": round(self.cost.running_seconds, 1),
+            "tunnel": None
+            if self.tunnel is None
+            else {"status": self.tunnel.status, "url": self.tunnel.url, "since": self.tunnel.since},
         }
 
 
@@ -72,9 +78,13 @@ def cost_of(
     )
 
 
-def view(cloud: Cloud, row: InstanceRow) -> InstanceView:
+def view(
+    cloud: Cloud, row: InstanceRow, tunnels: Mapping[str, TunnelRecord] | None = None
+) -> InstanceView:
     endpoint = comfy_endpoint(cloud, row) if row.live else None
-    return InstanceView(row, endpoint.url if endpoint else None, cost_of(cloud, row))
+    record = (tunnels or {}).get(str(row.vast_id))
+    tunnel = record.state if record is not None and row.live else None
+    return InstanceView(row, endpoint.url if endpoint else None, cost_of(cloud, row), tunnel)
 
 
 async def list_instances(
@@ -83,7 +93,8 @@ async def list_instances(
     """Every live instance (with `all_`, destroyed ones too), after a reconcile."""
     actions = await reconcile(cloud)
     rows = cloud.db.instances.all() if all_ else cloud.db.instances.live()
-    return [view(cloud, r) for r in rows if r.vast_id is not None], actions
+    tunnels = {r.state.instance_ref: r for r in list_tunnels(cloud.config.data_dir / "tunnels")}
+    return [view(cloud, r, tunnels) for r in rows if r.vast_id is not None], actions
 
 
 async def find(cloud: Cloud, ref: str) -> InstanceRow:

@@ -16,6 +16,7 @@ from comfyfleet.services.cloud import Cloud
 from comfyfleet.services.endpoints import comfy_endpoint
 from comfyfleet.services.readiness import NotReady, wait_ready
 from comfyfleet.services.reconcile import Action, owner_fields, reconcile
+from comfyfleet.services.remote_ops import ensure_account_key
 from comfyfleet.services.secrets import web_token
 from comfyfleet.state import MANUAL_POOL, InstanceRow, Intent
 from comfyfleet.state.rows import tracking_tag, vast_label
@@ -92,6 +93,8 @@ async def up(cloud: Cloud, request: UpRequest, progress: Progress) -> UpResult:
     actions = await reconcile(cloud)
     for action in actions:
         progress(action.describe())
+    # Registered before the create, so the new instance comes up with our key installed.
+    await ensure_account_key(cloud)
     progress("searching offers")
     offers = await cloud.vast.search_offers(offer_query(cloud, request, limit=20))
     if not offers:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import json
 import logging
 import os
 import socket
@@ -38,11 +39,32 @@ from comfyfleet.util.clock import ScaledClock
 log = logging.getLogger(__name__)
 
 
-def free_port() -> int:
-    """A loopback port free right now (ComfyUI binds it later, when it starts)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+COMFY_PORT_FILE = ".sandbox-comfy-port.json"
+
+
+def free_port(preferred: int = 0) -> int:
+    """A loopback port free right now (ComfyUI binds it later, when it starts): `preferred`
+    when it is free, else any."""
+    for candidate in (preferred, 0) if preferred else (0,):
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            # As the server will (aiohttp does): a port whose old connections linger in
+            # TIME_WAIT is free to listen on again.
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                sock.bind(("127.0.0.1", candidate))
+            except OSError:
+                continue
+            return int(sock.getsockname()[1])
+    raise OSError("no free loopback port")
+
+
+def _previous_comfy_port(root: Path) -> int:
+    """The internal ComfyUI port of this root's last start (0 if none): inside an instance
+    ComfyUI's port never changes across restarts, only the public mapping does."""
+    try:
+        return int(json.loads((root / COMFY_PORT_FILE).read_text())["comfy_port"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return 0
 
 
 class InstanceHost:
@@ -97,7 +119,8 @@ class InstanceHost:
     async def start(self) -> Endpoints:
         wheelhouse = await asyncio.to_thread(self.prepare)
         spec, layout = self.spec, self.layout
-        self.comfy_port = free_port()
+        self.comfy_port = free_port(_previous_comfy_port(spec.root))
+        (spec.root / COMFY_PORT_FILE).write_text(json.dumps({"comfy_port": self.comfy_port}))
         control_port = await self.control.start()
         ssh_port = await self.ssh.start()
         self.proxy = TokenProxy(
