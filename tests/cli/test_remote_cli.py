@@ -152,3 +152,20 @@ def test_connect_carries_http_and_websocket_and_heals(box: dict[str, str]) -> No
         _, err = proc.communicate(timeout=30)
     assert proc.returncode == 0, err
     assert "tunnels closed" in err
+
+
+def test_changed_host_key_is_refused_until_forgotten(box: dict[str, str]) -> None:
+    from comfyfleet.sandbox.host import HostProcess
+
+    assert run(box, "exec", "box", "--", "true").returncode == 0  # pinned on first contact
+    root = (
+        Path(box["COMFYFLEET_PATHS__DATA_DIR"]) / "sandbox" / "instances" / box["BOX_ID"] / "root"
+    )
+    HostProcess.attach(root).rotate_host_key()
+    refused = run(box, "exec", "box", "--", "true")
+    assert refused.returncode != 0
+    assert "host key" in refused.stderr.lower()
+    assert "ssh-config forget" in refused.stderr
+    forgot = run(box, "ssh-config", "forget", "box", "--json")
+    assert forgot.returncode == 0 and json.loads(forgot.stdout)["removed"] >= 1
+    assert run(box, "exec", "box", "--", "true").returncode == 0

@@ -115,9 +115,9 @@ async def test_stop_ends_comfy_and_sessions_and_a_new_start_keeps_the_root(
 ) -> None:
     await asyncio.to_thread(host.wait_comfy)
     conn = await host.connect()
-    await conn.create_process("sleep 300")
-    result = await conn.run("pgrep -f 'sleep 300'")
-    sleeper = int(str(result.stdout).split()[0])
+    # A sleep whose pid the session reports itself (a machine-wide pgrep could find others').
+    proc = await conn.create_process("sleep 300 & echo $!; wait")
+    sleeper = int((await proc.stdout.readline()).strip())
     comfy_pid = host.process.status()["comfyui"]["pid"]
     fingerprint = host.process.host_key_fingerprint
     old_ports = (host.process.ssh_port, host.process.proxy_port)

@@ -198,6 +198,18 @@ def ssh_config_sync(ctx: typer.Context, as_json: bool = JSON_OUT) -> None:
         typer.echo(f"added an Include line to {result.include.path}")
 
 
+@ssh_config_app.command("forget")
+def ssh_config_forget(ctx: typer.Context, ref: str = REF, as_json: bool = JSON_OUT) -> None:
+    """Forget the host key pinned for an instance (after Vast re-created its machine)."""
+    from comfyfleet.services.instance_ops import forget_host_key
+
+    removed = with_cloud(ctx, lambda cloud: forget_host_key(cloud, ref), as_json)
+    if as_json:
+        emit_json({"removed": removed})
+    else:
+        typer.echo(f"forgot {removed} pinned host key(s) of {ref}; the next connection pins anew")
+
+
 def connect(
     ctx: typer.Context,
     refs: list[str] = typer.Argument(None, help="Instances (default: every running one)."),

@@ -130,3 +130,14 @@ async def ssh_config_sync(cloud: Cloud) -> SyncResult:
     return sync(
         config_include_dir(cloud.settings.config_dir()), entries, user_config=user_ssh_config(cloud)
     )
+
+
+async def forget_host_key(cloud: Cloud, ref: str) -> int:
+    """Drop the host key pinned for instance `ref` (after it was legitimately re-created);
+    the next connection pins the key it then offers. Returns how many pins were removed."""
+    from comfyfleet.remote.hostkeys import forget
+    from comfyfleet.remote.target import known_hosts_file
+    from comfyfleet.services.instances import find
+
+    row = await find(cloud, ref)
+    return forget(known_hosts_file(cloud.settings.config_dir(), str(row.vast_id)))
