@@ -15,30 +15,10 @@ from typing import Any
 
 from comfyfleet.comfy.workflow.convert_js import UNDEFINED, is_nullish, number_or, truthy
 from comfyfleet.comfy.workflow.convert_nodes import LiveInput, LiveNode
+from comfyfleet.comfy.workflow.ui_widget_kinds import CORE_WIDGET_TYPES
 from comfyfleet.comfy.workflow.ui_widgets import Widget, make_widgets
 
 REPLACE_PROPERTY = "Run widget replace on values"
-#: Widget constructors the editor's core offers (custom extension widgets are not among them).
-CORE_WIDGET_TYPES = frozenset(
-    {
-        "INT",
-        "FLOAT",
-        "BOOLEAN",
-        "STRING",
-        "MARKDOWN",
-        "COMBO",
-        "IMAGEUPLOAD",
-        "FILEUPLOAD",
-        "COLOR",
-        "IMAGECOMPARE",
-        "TREESELECT",
-        "MULTISELECT",
-        "CHART",
-        "GALLERIA",
-        "SELECTBUTTON",
-        "TEXTAREA",
-    }
-)
 _IGNORED_IN_MERGE = frozenset(
     {
         "default",

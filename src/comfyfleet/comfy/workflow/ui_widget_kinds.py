@@ -16,7 +16,8 @@ from comfyfleet.comfy.workflow.ui_widget import Widget
 
 #: Widget types whose value only exists in a browser (camera frames, rendered 3D scenes).
 BROWSER_ONLY_WIDGETS = frozenset({"WEBCAM", "LOAD_3D", "LOAD_3D_ANIMATION"})
-WIDGET_TYPES = frozenset(
+#: Widget constructors the editor's core offers (custom extension widgets are not among them).
+CORE_WIDGET_TYPES = frozenset(
     {
         "INT",
         "FLOAT",
@@ -34,14 +35,17 @@ WIDGET_TYPES = frozenset(
         "GALLERIA",
         "SELECTBUTTON",
         "TEXTAREA",
-        "AUDIO_UI",
-        "AUDIOUPLOAD",
-        "AUDIO_RECORD",
-        "PREVIEW_3D",
-        "PREVIEW_3D_ANIMATION",
-        *BROWSER_ONLY_WIDGETS,
     }
 )
+#: Every widget constructor the editor knows, extension-provided ones included.
+WIDGET_TYPES = CORE_WIDGET_TYPES | {
+    "AUDIO_UI",
+    "AUDIOUPLOAD",
+    "AUDIO_RECORD",
+    "PREVIEW_3D",
+    "PREVIEW_3D_ANIMATION",
+    *BROWSER_ONLY_WIDGETS,
+}
 
 
 def make_widgets(spec: Mapping[str, Any], name: str | None = None) -> list[Widget]:
