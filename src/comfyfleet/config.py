@@ -152,6 +152,62 @@ class RemoteSettings(_Group):
     restart_command: str | None = None
 
 
+class NodesSettings(_Group):
+    """Custom node packs on instances (`comfyfleet nodes`): the torch guard and time limits.
+
+    torch, torchvision, torchaudio, torchsde, xformers, triton and nvidia-* are always
+    protected; `protected` adds names or globs (`onnxruntime*`), compared case- and
+    `-`/`_`/`.`-insensitively.
+    """
+
+    protected: list[str] = Field(default_factory=list)  # more protected packages (names/globs)
+    clone_timeout: float = Field(600.0, gt=0)  # seconds for a git clone, fetch or submodule update
+    pip_timeout: float = Field(1800.0, gt=0)  # seconds pip may take for a pack's requirements
+    restart_timeout: float = Field(600.0, gt=0)  # seconds (the cloud's clock) until ComfyUI answers
+    log_lines: int = Field(3000, ge=100)  # lines of ComfyUI's log read to find a pack's import
+
+    @field_validator("protected", mode="before")
+    @classmethod
+    def _names(cls, value: Any) -> Any:
+        # From the environment: a JSON list, or comma-separated names.
+        if not isinstance(value, str):
+            return value
+        text = value.strip()
+        if text.startswith("["):
+            import json
+
+            try:
+                return json.loads(text)
+            except ValueError as exc:
+                raise ValueError(f"not a JSON list: {exc}") from exc
+        return [part.strip() for part in text.split(",") if part.strip()]
+
+    @field_validator("protected")
+    @classmethod
+    def _globs(cls, value: list[str]) -> list[str]:
+        import re
+
+        for name in value:
+            if not re.fullmatch(r"[A-Za-z0-9*?._\[\]-]+", name):
+                raise ValueError(f"not a package name or glob: {name!r}")
+        return value
+
+
+class DownloadSettings(_Group):
+    """Model downloads run on instances (`comfyfleet models pull`).
+
+    Tokens are secrets: never logged, never in argv or a file on the instance. Unset here,
+    they are taken from the variables the hubs' own tools read (HF_TOKEN, CIVITAI_TOKEN).
+    """
+
+    huggingface_token: SecretStr | None = None  # gated or private Hugging Face repositories
+    civitai_token: SecretStr | None = None  # Civitai downloads (civitai.com/user/account)
+    retries: int = Field(3, ge=0)  # resumed attempts after a dropped or stalled transfer
+    stall_timeout: float = Field(120.0, gt=0)  # seconds under 1 KiB/s before a retry
+    connect_timeout: float = Field(30.0, gt=0)  # seconds to reach the download server
+    reserve_mb: float = Field(256.0, ge=0)  # free space a download must leave on the disk
+
+
 class PathSettings(_Group):
     """Where comfyfleet keeps its own files (defaults: the platform's dirs)."""
 
@@ -172,6 +228,8 @@ class Settings(_Group):
     backup: BackupSettings = BackupSettings()
     paths: PathSettings = PathSettings()
     catalog: CatalogSettings = CatalogSettings()
+    downloads: DownloadSettings = DownloadSettings()
+    nodes: NodesSettings = NodesSettings()
 
     def config_dir(self) -> Path:
         return self.paths.config_dir or Path(_platform_dir("user_config_dir"))

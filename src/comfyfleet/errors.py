@@ -47,11 +47,19 @@ catches a library's exception. Each error says what happened, to what, and what 
     │   ├── RemoteCommandFailed     a remote command exited non-zero
     │   ├── RemoteTimeout           a remote command or wait took longer than allowed
     │   ├── LayoutNotDetected       no ComfyUI checkout / venv found on the instance
-    │   └── TunnelError             a port forward could not be opened or kept up
+    │   ├── TunnelError             a port forward could not be opened or kept up
+    │   └── DownloadFailed          a download on the instance failed (HTTP, network, disk)
+    │       ├── DiskFull            not enough free space on the instance for the file
+    │       └── ChecksumMismatch    the downloaded file's sha256 is not the expected one
     ├── CatalogError                node pack and model catalogs (ComfyUI-Manager, registry, hubs)
     │   ├── CatalogUnavailable      a catalog could not be reached (temporary)
     │   └── CatalogFormatError      a catalog answered something that is not its format
     ├── BackupError                 the workflow backup repository cannot be used (git)
+    ├── NodePackError               a custom node pack could not be installed, loaded or removed
+    │   ├── ProtectedChangeRefused  its requirements would change torch & co: nothing installed
+    │   ├── ProtectedRolledBack     an install changed a protected package anyway: rolled back
+    │   ├── RequirementsFailed      pip could not install the pack's requirements
+    │   └── PackImportFailed        ComfyUI did not load the pack after its restart
     ├── StateError                  the local state database failed (locked, unreachable, …)
     └── SandboxError                the built-in sandbox could not start or was misused
 
@@ -503,3 +511,74 @@ class CatalogFormatError(CatalogError):
 
 class BackupError(ComfyfleetError):
     """The workflow backup repository cannot be opened, read or written (a git repository)."""
+
+
+class NodePackError(ComfyfleetError):
+    """A custom node pack could not be installed, loaded or removed on an instance."""
+
+
+class ProtectedChangeRefused(NodePackError):
+    """A pack's requirements would install, upgrade or downgrade a protected package (torch,
+    xformers, ...): refused before anything was installed. `changes` reads `torch 2.8.0 ->
+    2.7.1`, each with the requirement lines that lead to it."""
+
+    def __init__(self, message: str, *, changes: Sequence[str], hint: str | None = None) -> None:
+        self.changes = list(changes)
+        super().__init__(message, hint=hint)
+
+
+class ProtectedRolledBack(NodePackError):
+    """An install changed a protected package despite the guard; the old versions were put
+    back and the pack removed."""
+
+
+class RequirementsFailed(NodePackError):
+    """pip could not resolve or install a pack's requirements."""
+
+
+class PackImportFailed(NodePackError):
+    """ComfyUI did not load a pack after its restart; `log_lines` are what its log says."""
+
+    def __init__(self, message: str, *, log_lines: Sequence[str], hint: str | None = None) -> None:
+        self.log_lines = list(log_lines)
+        super().__init__(message, hint=hint)
+
+
+class DownloadFailed(RemoteError):
+    """A download run on an instance failed: the server's answer, the network, or the disk.
+
+    `status` is the HTTP status when the server answered one; messages never hold a token or
+    a URL's query (where signatures live).
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        hint: str | None = None,
+        status: int | None = None,
+        retryable: bool = False,
+    ) -> None:
+        self.status = status
+        self.retryable = retryable
+        super().__init__(message, hint=hint)
+
+
+class DiskFull(DownloadFailed):
+    """The instance lacks the space for a download: `needed` and `free` are in bytes."""
+
+    def __init__(
+        self, message: str, *, needed: int | None, free: int | None, hint: str | None = None
+    ) -> None:
+        self.needed = needed
+        self.free = free
+        super().__init__(message, hint=hint)
+
+
+class ChecksumMismatch(DownloadFailed):
+    """A downloaded file's sha256 differs from the expected one (the file was deleted)."""
+
+    def __init__(self, message: str, *, expected: str, got: str, hint: str | None = None) -> None:
+        self.expected = expected
+        self.got = got
+        super().__init__(message, hint=hint)

@@ -2,6 +2,7 @@
 
     GET {civitai}/api/v1/model-versions/by-hash/{sha256}   the version holding a file
     GET {civitai}/api/v1/models/{model}                    a model, newest version first
+    GET {civitai}/api/v1/model-versions/{version}          a version: its model's type, files
     GET {huggingface}/api/models/{owner}/{repo}            `gated` (false/"auto"/"manual"),
                                                            `private`; 401/403: needs a token
 
@@ -32,7 +33,51 @@ class CivitaiFile:
     sha256: str | None
 
 
+@dataclass(frozen=True)
+class CivitaiVersionFile:
+    """One file of a Civitai model version."""
+
+    name: str
+    sha256: str | None
+    primary: bool
+    type: str  # "Model", "Pruned Model", "VAE", "Config", "Training Data"...
+
+
+@dataclass(frozen=True)
+class CivitaiVersion:
+    """A Civitai model version: its model's type (Checkpoint, LORA, ...) and its files."""
+
+    model_id: int | None
+    version_id: int
+    model_type: str
+    files: tuple[CivitaiVersionFile, ...]
+
+
 Slim = Callable[[dict[str, Any]], Any]
+
+
+def _version_slim(body: dict[str, Any]) -> dict[str, Any]:
+    model = body.get("model")
+    files = []
+    for file in body.get("files") or []:
+        if not isinstance(file, dict) or not isinstance(file.get("name"), str):
+            continue
+        hashes = file.get("hashes")
+        sha = hashes.get("SHA256") if isinstance(hashes, dict) else None
+        files.append(
+            {
+                "name": file["name"],
+                "sha256": sha if isinstance(sha, str) else None,
+                "primary": file.get("primary") is True,
+                "type": str(file.get("type") or ""),
+            }
+        )
+    return {
+        "id": body.get("id"),
+        "modelId": body.get("modelId"),
+        "type": str(model.get("type") or "") if isinstance(model, dict) else "",
+        "files": files,
+    }
 
 
 def _newest(model: dict[str, Any]) -> dict[str, Any]:
@@ -120,3 +165,23 @@ class HubClient:
         if body.get("status") in (401, 403):
             return True
         return bool(body.get("gated")) or bool(body.get("private"))
+
+    async def civitai_version(self, version_id: int) -> CivitaiVersion | None:
+        """A Civitai model version (its model's type and its files), if Civitai knows it."""
+        base = self.hubs.civitai.rstrip("/")
+        body = await self._get(
+            "civitai",
+            f"version:{version_id}",
+            f"{base}/api/v1/model-versions/{version_id}",
+            slim=_version_slim,
+        )
+        if not isinstance(body, dict) or not isinstance(body.get("id"), int):
+            return None
+        files = tuple(
+            CivitaiVersionFile(f["name"], f["sha256"], f["primary"], f["type"])
+            for f in body.get("files") or []
+        )
+        model = body.get("modelId")
+        return CivitaiVersion(
+            model if isinstance(model, int) else None, body["id"], body.get("type") or "", files
+        )

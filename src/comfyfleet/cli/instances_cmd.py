@@ -159,7 +159,13 @@ def show(ctx: typer.Context, ref: str = REF, as_json: bool = JSON_OUT) -> None:
             {
                 **shown.to_json(),
                 "events": [
-                    {"at": e.at, "kind": str(e.kind), "from": e.from_status, "to": e.to_status}
+                    {
+                        "at": e.at,
+                        "kind": str(e.kind),
+                        "from": e.from_status,
+                        "to": e.to_status,
+                        "detail": dict(e.detail),
+                    }
                     for e in events
                 ],
             }

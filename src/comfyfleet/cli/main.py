@@ -12,7 +12,11 @@ from comfyfleet import __version__
 from comfyfleet.cli import (
     backup_cmd,
     demo_cmd,
+    doctor_cmd,
     instances_cmd,
+    models_cmd,
+    nodes_cmd,
+    queue_cmd,
     remote_cmd,
     run_cmd,
     sandbox_cmd,
@@ -58,11 +62,15 @@ def _root(
 
 app.add_typer(workflow_cmd.app, name="workflow")
 app.add_typer(sandbox_cmd.app, name="sandbox")
+app.add_typer(models_cmd.app, name="models")
+app.add_typer(nodes_cmd.app, name="nodes")
 run_cmd.register(app)
 instances_cmd.register(app)
 remote_cmd.register(app)
 demo_cmd.register(app)
 backup_cmd.register(app)
+doctor_cmd.register(app)
+queue_cmd.register(app)
 
 
 def main() -> None:

@@ -117,4 +117,10 @@ def print_show(shown: InstanceView, events: Sequence[InstanceEvent]) -> None:
     for e in events:
         when = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(e.at))
         change = f" {e.from_status or ''} -> {e.to_status}" if e.to_status else ""
+        if e.kind == "nodes":  # what was done to which pack says more than the status
+            d = e.detail
+            change = " " + " ".join(
+                str(v) for v in (d.get("action"), d.get("pack"), d.get("result")) if v
+            )
+            change += f" at {str(d['commit'])[:12]}" if d.get("commit") else ""
         out.print(f"  {when}  {e.kind}{change}", markup=False)

@@ -46,6 +46,9 @@ class EventKind(StrEnum):
     REAPED = "reaped"  # reconcile destroyed an instance whose intent never completed
     RENAMED = "renamed"  # the user's name changed (the tracking label did not)
     ERROR = "error"  # something failed on or about this instance
+    MODEL_PULLED = "model-pulled"  # a model file was downloaded to it (sha256 recorded)
+    MODEL_REMOVED = "model-removed"  # a model file was deleted from it
+    NODES = "nodes"  # a custom node pack was installed, updated, refused or removed
 
 
 def parse_status(value: str | None) -> InstanceStatus:

@@ -16,12 +16,19 @@ import logging
 import os
 import socket
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from comfyfleet.sandbox.host.control import ControlServer
 from comfyfleet.sandbox.host.gpus import gpu_model
-from comfyfleet.sandbox.host.layout import HostLayout, Ports, container_label, web_password
+from comfyfleet.sandbox.host.layout import (
+    HostLayout,
+    Ports,
+    container_label,
+    web_password,
+    with_port,
+)
 from comfyfleet.sandbox.host.proxy import TokenProxy
 from comfyfleet.sandbox.host.pythons import create_env, install_image_packages
 from comfyfleet.sandbox.host.shims import write_shims
@@ -142,6 +149,7 @@ class InstanceHost:
             self.gate,
             comfy_command(layout, spec.speed, self.env["COMFYUI_ARGS"]),
             self._comfy_env(),
+            argv_for=self._comfy_argv,
         )
         self.program.start()
         endpoints = Endpoints(
@@ -177,6 +185,12 @@ class InstanceHost:
             }
         )
         return env
+
+    def _comfy_argv(self, env: Mapping[str, str]) -> list[str]:
+        """The start script's command for this start: `$COMFYUI_ARGS` as the start sees it
+        (`${WORKSPACE}/.env` may change it), on the host's internal port."""
+        args = with_port(env.get("COMFYUI_ARGS", self.env["COMFYUI_ARGS"]), self.comfy_port)
+        return comfy_command(self.layout, self.spec.speed, args)
 
     def _ssh_changed(self) -> None:
         current = Endpoints.read(self.layout.root)

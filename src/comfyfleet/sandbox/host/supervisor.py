@@ -2,9 +2,11 @@
 
 Each start is one run of the image's start script: rename the old log to `comfyui.log.old`,
 wait while provisioning is in progress ("startup paused…"), then run ComfyUI with the venv's
-python, its output appended to `/var/log/portal/comfyui.log`. Supervisor settings as on the
-image: startsecs=5, stopwaitsecs=10, autorestart=true, startretries=3 (simulated seconds).
-ComfyUI gets its own process group, so stopping it stops whatever it spawned.
+python and `$COMFYUI_ARGS` (a value in `${WORKSPACE}/.env` wins, read at every start as the
+image's scripts do), its output appended to `/var/log/portal/comfyui.log`. Supervisor
+settings as on the image: startsecs=5, stopwaitsecs=10, autorestart=true, startretries=3
+(simulated seconds). ComfyUI gets its own process group, so stopping it stops whatever it
+spawned.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import os
 import shlex
 import signal
 import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from comfyfleet.sandbox.host.layout import HostLayout
@@ -87,12 +90,14 @@ class ComfyProgram:
         gate: ProvisioningGate,
         argv: list[str],
         env: dict[str, str],
+        argv_for: Callable[[Mapping[str, str]], list[str]] | None = None,
     ) -> None:
         self.layout = layout
         self.clock = clock
         self.gate = gate
         self.argv = argv  # the command, without the log redirection
         self.env = env
+        self.argv_for = argv_for  # the command for a start's environment (else `argv`)
         self.state = "STOPPED"
         self.description = "Not started"
         self.proc: asyncio.subprocess.Process | None = None
@@ -181,8 +186,9 @@ class ComfyProgram:
                     await self.gate.opened.wait()
                 self._set("STARTING")
                 env = {**self.env, **self.layout.workspace_env()}
+                argv = self.argv if self.argv_for is None else self.argv_for(env)
                 self.proc = await asyncio.create_subprocess_exec(
-                    *self.argv,
+                    *argv,
                     stdin=asyncio.subprocess.DEVNULL,
                     stdout=log,
                     stderr=asyncio.subprocess.STDOUT,
