@@ -33,6 +33,24 @@ from comfyfleet.errors import ConfigError
 ENV_PREFIX = "COMFYFLEET_"
 
 
+def env_list(value: Any, *, split_commas: bool) -> Any:
+    """A list setting given as one string (an environment variable): a JSON list, else
+    comma-separated items (`split_commas`) or a single item. Other values pass through."""
+    if not isinstance(value, str):
+        return value
+    text = value.strip()
+    if text.startswith("["):
+        import json
+
+        try:
+            return json.loads(text)
+        except ValueError as exc:
+            raise ValueError(f"not a JSON list: {exc}") from exc
+    if split_commas:
+        return [part.strip() for part in text.split(",") if part.strip()]
+    return [text] if text else []
+
+
 class _Group(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -70,21 +88,8 @@ class BackupSettings(_Group):
     @field_validator("scrub_names", "scrub_patterns", mode="before")
     @classmethod
     def _one_or_many(cls, value: Any, info: ValidationInfo) -> Any:
-        # An environment variable is one string: a JSON list, else comma-separated names or
-        # a single pattern (patterns may hold commas themselves).
-        if not isinstance(value, str):
-            return value
-        text = value.strip()
-        if text.startswith("["):
-            import json
-
-            try:
-                return json.loads(text)
-            except ValueError as exc:
-                raise ValueError(f"not a JSON list: {exc}") from exc
-        if info.field_name == "scrub_names":
-            return [part.strip() for part in text.split(",") if part.strip()]
-        return [text] if text else []
+        # Patterns may hold commas themselves: one environment value is one pattern.
+        return env_list(value, split_commas=info.field_name == "scrub_names")
 
     @field_validator("scrub_patterns")
     @classmethod
@@ -169,18 +174,7 @@ class NodesSettings(_Group):
     @field_validator("protected", mode="before")
     @classmethod
     def _names(cls, value: Any) -> Any:
-        # From the environment: a JSON list, or comma-separated names.
-        if not isinstance(value, str):
-            return value
-        text = value.strip()
-        if text.startswith("["):
-            import json
-
-            try:
-                return json.loads(text)
-            except ValueError as exc:
-                raise ValueError(f"not a JSON list: {exc}") from exc
-        return [part.strip() for part in text.split(",") if part.strip()]
+        return env_list(value, split_commas=True)
 
     @field_validator("protected")
     @classmethod
