@@ -13,9 +13,11 @@ from comfyfleet.cli import (
     backup_cmd,
     demo_cmd,
     doctor_cmd,
+    env_cmd,
     instances_cmd,
     models_cmd,
     nodes_cmd,
+    prepare_cmd,
     queue_cmd,
     remote_cmd,
     run_cmd,
@@ -64,6 +66,7 @@ app.add_typer(workflow_cmd.app, name="workflow")
 app.add_typer(sandbox_cmd.app, name="sandbox")
 app.add_typer(models_cmd.app, name="models")
 app.add_typer(nodes_cmd.app, name="nodes")
+app.add_typer(env_cmd.app, name="env")
 run_cmd.register(app)
 instances_cmd.register(app)
 remote_cmd.register(app)
@@ -71,6 +74,7 @@ demo_cmd.register(app)
 backup_cmd.register(app)
 doctor_cmd.register(app)
 queue_cmd.register(app)
+prepare_cmd.register(app)
 
 
 def main() -> None:
