@@ -32,7 +32,9 @@ def doctor(
     as_json: bool = typer.Option(False, "--json", help="Print JSON for scripts."),
     token: str | None = TOKEN,
 ) -> None:
-    """ComfyUI, its venv (global-pip packages, pip check), torch/CUDA/driver, accelerators,
+    """Check an instance's health and, with --fix, mend what is safe to mend.
+
+    ComfyUI, its venv (global-pip packages, pip check), torch/CUDA/driver, accelerators,
     failed custom nodes, disk/memory/GPU headroom and a stuck queue. Exits 1 while a check
     fails."""
     from rich.text import Text

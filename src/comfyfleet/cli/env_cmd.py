@@ -35,7 +35,9 @@ def lock(
     ),
     as_json: bool = JSON_OUT,
 ) -> None:
-    """Record the instance's environment: ComfyUI's commit, every node pack with its commit,
+    """Record an instance's environment in a lock file.
+
+    ComfyUI's commit, every node pack with its commit,
     the protected packages' versions, pip freeze, every model file with sha256 and source.
 
     The file is JSON, format version 1 (see the README, "Environment locks"). Model files
@@ -82,7 +84,9 @@ def apply(
     ),
     as_json: bool = JSON_OUT,
 ) -> None:
-    """Reproduce a lock on this instance: node packs at their commits (torch-guarded), the
+    """Reproduce a lock file on an instance and report what still differs.
+
+    Node packs at their commits (torch-guarded), the
     pip packages that differ (never torch & co), the model files (sha256-verified); one
     ComfyUI restart; then every difference left is shown (item, locked, found).
 

@@ -76,6 +76,36 @@ doctor_cmd.register(app)
 queue_cmd.register(app)
 prepare_cmd.register(app)
 
+#: `--help` groups commands by what they are for.
+PANELS = {
+    "Workflows": ("run", "workflow", "prepare", "demo"),
+    "Renting": ("login", "offers", "up", "ls", "show", "stop", "start", "destroy", "rename"),
+    "On an instance": (
+        "connect",
+        "ssh",
+        "exec",
+        "gpu",
+        "disk",
+        "ps",
+        "logs",
+        "restart",
+        "pip",
+        "nodes",
+        "models",
+        "env",
+        "doctor",
+        "queue",
+        "ssh-config",
+    ),
+    "Backups": ("backup", "restore", "workflows"),
+    "Sandbox": ("sandbox",),
+}
+_PANEL_OF = {name: panel for panel, names in PANELS.items() for name in names}
+for _command in app.registered_commands:
+    _command.rich_help_panel = _PANEL_OF.get(_command.name or "", _command.rich_help_panel)
+for _group in app.registered_groups:
+    _group.rich_help_panel = _PANEL_OF.get(_group.name or "", _group.rich_help_panel)
+
 
 def main() -> None:
     """Console-script entry point."""

@@ -44,8 +44,10 @@ def prepare(
     ),
     as_json: bool = JSON_OUT,
 ) -> None:
-    """Install the node packs and pull the model files a workflow needs, restart ComfyUI
-    once, and check the instance accepts the workflow.
+    """Make an instance ready for a workflow: its node packs, its models, one restart.
+
+    Installs the node packs and pulls the model files a workflow needs, restarts ComfyUI
+    once, and checks the instance accepts the workflow.
 
     Idempotent: run it again and nothing is installed, downloaded or restarted. Packs go
     through the torch guard (`nodes install`), files through `models pull`.

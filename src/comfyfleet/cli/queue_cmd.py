@@ -36,7 +36,9 @@ def queue(
         None, "--token", envvar="COMFYFLEET_COMFY__TOKEN", hidden=True
     ),
 ) -> None:
-    """Show the queue, interrupt the running prompt, clear the pending ones, or repair a stuck
+    """Show, interrupt, clear or repair an instance's ComfyUI queue.
+
+    Show the queue, interrupt the running prompt, clear the pending ones, or repair a stuck
     queue: snapshot it, then interrupt -> clear -> restart ComfyUI -> remove persisted queue
     files and restart, stopping at the first rung after which it runs; the pending prompts a
     rung dropped are re-submitted with their prompt and client ids. Exits 1 if still stuck."""

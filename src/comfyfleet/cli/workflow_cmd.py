@@ -100,8 +100,10 @@ def deps(
     as_json: bool = JSON_OUT,
     token: str | None = TOKEN,
 ) -> None:
-    """What a workflow needs: node classes with the packs that provide them, model files
-    with where to download them, input files.
+    """List what a workflow needs, and what a target lacks of it.
+
+    Node classes with the packs that provide them, model files with where to download them,
+    input files.
 
     With --target (or --object-info for node classes only), only what the server lacks is
     listed as missing, with the packs and sources that provide it, and the commands that
