@@ -174,3 +174,28 @@ def test_login_stores_the_key_privately(tmp_path: Path) -> None:
     stored = [p for p in (tmp_path / "cfg").rglob("*") if p.is_file() and key in p.read_text()]
     assert len(stored) == 1
     assert stored[0].stat().st_mode & 0o077 == 0
+
+
+def test_ctrl_c_while_up_waits_leaves_a_tracked_instance_and_says_so(world: dict[str, str]) -> None:
+    knobs(world, {"durations": {"loading": 3000.0}})
+    proc = subprocess.Popen(
+        [exe(), "up", "--order", "dph_total"],
+        env=world,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        _wait(lambda: bool(vast_instances(world)), "the create to reach the cloud")
+        time.sleep(0.5)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        knobs(world, {"reset": True, "durations": {"loading": 30.0}})
+    assert proc.returncode == 130, err
+    (inst,) = vast_instances(world)
+    assert f"comfyfleet destroy {inst['id']}" in err
+    assert untracked_billing(world) == []
+    destroy_all(world)

@@ -7,6 +7,7 @@ before the next offer is tried; and a create whose cleanup failed is never retri
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -130,6 +131,13 @@ async def up(cloud: Cloud, request: UpRequest, progress: Progress) -> UpResult:
             progress(f"{exc.message}; destroying it")
             await _discard(cloud, vast_id, exc.message)
             continue
+        except asyncio.CancelledError:
+            # Interrupted while it starts: it is tracked, so nothing leaks; say what is left.
+            progress(
+                f"stopped waiting: instance {vast_id} keeps starting and is tracked "
+                f"(comfyfleet ls); drop it with: comfyfleet destroy {vast_id} --yes"
+            )
+            raise
         row = cloud.db.instances.mark_ready(_row_id(cloud, vast_id))
         endpoint = comfy_endpoint(cloud, inst)
         assert endpoint is not None  # wait_ready checked ComfyUI through it
