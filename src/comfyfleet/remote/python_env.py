@@ -240,13 +240,38 @@ async def other_pythons_with(
     return out
 
 
+# Runs `pip check` with the venv's python and says, for each broken requirement, whether the
+# distribution that has it is installed in the venv itself: a venv made with
+# --system-site-packages also sees the base interpreter's packages, whose conflicts are not the
+# venv's to fix (and pip there is not ours to run).
+PIP_CHECK_SCRIPT = r"""
+import importlib.metadata as md, json, os, subprocess, sys
+done = subprocess.run([sys.executable, "-m", "pip", "check"], capture_output=True, text=True)
+prefix = os.path.realpath(sys.prefix)
+lines = []
+for line in done.stdout.splitlines():
+    line = line.strip()
+    if not line or "No broken" in line:
+        continue
+    try:
+        where = os.path.realpath(str(md.distribution(line.split(" ", 1)[0]).locate_file("")))
+    except Exception:
+        where = ""
+    lines.append([line, where == prefix or where.startswith(prefix + os.sep)])
+print(json.dumps({"code": done.returncode, "lines": lines, "stderr": done.stderr[-2000:]}))
+"""
+
+
 async def pip_check(conn: SshConnection, layout: InstanceLayout) -> PipCheck:
-    """`<venv python> -m pip check`: the venv's broken requirements."""
-    done = await run(conn, RemoteCommand.of(_python(layout), "-m", "pip", "check"), timeout=120)
-    text = (done.stdout + "\n" + done.stderr).strip()
-    if "No module named pip" in text:
+    """`<venv python> -m pip check`: the broken requirements of packages in the venv."""
+    done = await run(conn, RemoteCommand.of(_python(layout), "-c", PIP_CHECK_SCRIPT), timeout=120)
+    try:
+        data = json.loads(done.stdout.strip().splitlines()[-1])
+    except (IndexError, ValueError) as exc:
+        raise RemoteError(
+            f"pip check did not run in the venv ({layout.venv}): {done.stderr[-300:].strip()}"
+        ) from exc
+    if "No module named pip" in str(data.get("stderr", "")):
         raise RemoteError(f"the venv ({layout.venv}) has no pip", hint="python -m ensurepip")
-    lines = tuple(line.strip() for line in done.stdout.splitlines() if line.strip())
-    if done.exit_code == 0:
-        return PipCheck(True, ())
-    return PipCheck(False, tuple(line for line in lines if "No broken" not in line))
+    mine = tuple(str(line) for line, in_venv in data.get("lines", []) if in_venv)
+    return PipCheck(not mine, mine)
