@@ -9,14 +9,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 
 import httpx
 
 from comfyfleet import __version__
 from comfyfleet.errors import CatalogFormatError, CatalogUnavailable
 from comfyfleet.util.redact import redact_url
+from comfyfleet.util.resource import AsyncResource
 
 USER_AGENT = f"comfyfleet/{__version__}"
 
@@ -41,7 +41,7 @@ class Response:
             ) from exc
 
 
-class CatalogHttp:
+class CatalogHttp(AsyncResource):
     """GET with timeouts and error mapping; use as `async with CatalogHttp(...) as http:`."""
 
     def __init__(
@@ -57,15 +57,7 @@ class CatalogHttp:
             headers={"User-Agent": USER_AGENT, "Accept-Encoding": "gzip"},
         )
 
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    async def aclose(self) -> None:
         await self._client.aclose()
 
     async def get(

@@ -14,8 +14,7 @@ import hashlib
 import logging
 import uuid
 from collections.abc import Callable, Mapping, Sequence
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 
 import httpx
 
@@ -47,6 +46,7 @@ from comfyfleet.models.comfy import (
 from comfyfleet.models.events import Event
 from comfyfleet.models.nodes import NodeCatalog, NodeDef, parse_node_def
 from comfyfleet.util.clock import Clock, SystemClock
+from comfyfleet.util.resource import AsyncResource
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +64,7 @@ def forget_object_info(base_url: str | None = None) -> None:
         del _CATALOGS[key]
 
 
-class ComfyClient(FileCalls):
+class ComfyClient(FileCalls, AsyncResource):
     """An async client for one ComfyUI server (HTTP + WebSocket)."""
 
     def __init__(
@@ -93,17 +93,6 @@ class ComfyClient(FileCalls):
 
     def __repr__(self) -> str:
         return f"ComfyClient({self._http.display_url!r}, client_id={self.client_id!r})"
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
 
     async def aclose(self) -> None:
         """Close the event socket and the HTTP connections."""

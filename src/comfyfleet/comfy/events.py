@@ -16,7 +16,6 @@ import contextlib
 import json
 import logging
 from collections import deque
-from types import TracebackType
 from typing import Self
 from urllib.parse import quote, urlsplit, urlunsplit
 
@@ -33,6 +32,7 @@ from comfyfleet.errors import (
 )
 from comfyfleet.models.events import Event, Reconnected, parse_event
 from comfyfleet.util.clock import Clock
+from comfyfleet.util.resource import AsyncResource
 
 log = logging.getLogger(__name__)
 
@@ -206,7 +206,7 @@ class EventHub:
             stream._push(event)
 
 
-class EventStream:
+class EventStream(AsyncResource):
     """Typed events of one client's socket, from the moment the stream was opened.
 
     Use as `async with client.events() as stream: async for event in stream: ...`.
@@ -232,17 +232,8 @@ class EventStream:
         """True while the socket is up (False while reconnecting, after failure or close)."""
         return self._open and not self._ended and self._hub.connected
 
-    async def __aenter__(self) -> Self:
+    async def aopen(self) -> None:
         await self.open()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
 
     async def open(self) -> None:
         if self._open:

@@ -29,12 +29,13 @@ from comfyfleet.remote.hostkeys import HostKeyPolicy
 from comfyfleet.remote.keys import private_key
 from comfyfleet.remote.target import SshTarget
 from comfyfleet.util.clock import Clock
+from comfyfleet.util.resource import AsyncResource
 
 DEFAULT_CONNECT_TIMEOUT = 20.0
 __all__ = ["SshConnection", "banner_check", "connect", "translate"]
 
 
-class SshConnection:
+class SshConnection(AsyncResource):
     """An open SSH connection to one instance; close it with `aclose()` or `async with`."""
 
     def __init__(
@@ -69,14 +70,6 @@ class SshConnection:
         self._conn.close()
         with contextlib.suppress(asyncssh.Error, OSError):
             await self._conn.wait_closed()
-
-    async def __aenter__(self) -> SshConnection:
-        return self
-
-    async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: Any
-    ) -> None:
-        await self.aclose()
 
 
 class _Client(asyncssh.SSHClient):

@@ -28,7 +28,6 @@ import socket
 from collections.abc import Awaitable, Callable, Collection
 from dataclasses import dataclass
 from pathlib import Path
-from types import TracebackType
 
 import asyncssh
 import httpx
@@ -49,6 +48,7 @@ from comfyfleet.remote.tunnel_state import (
     write_state,
 )
 from comfyfleet.util.clock import Clock
+from comfyfleet.util.resource import AsyncResource
 
 log = logging.getLogger(__name__)
 Resolve = Callable[[], Awaitable[SshTarget]]
@@ -91,7 +91,7 @@ def _check_bindable(port: int) -> None:
             ) from exc
 
 
-class Tunnel:
+class Tunnel(AsyncResource):
     """127.0.0.1:`local_port` → 127.0.0.1:`remote_port` on one instance, kept up."""
 
     def __init__(
@@ -184,17 +184,8 @@ class Tunnel:
         if self._state_file is not None:
             self._state_file.unlink(missing_ok=True)
 
-    async def __aenter__(self) -> Tunnel:
+    async def aopen(self) -> None:
         await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
 
     # --- supervisor ----------------------------------------------------------------------
 
@@ -305,7 +296,7 @@ class Tunnel:
             self._on_state(self._state)
 
 
-class TunnelGroup:
+class TunnelGroup(AsyncResource):
     """Tunnels to several instances at once, on distinct free local ports.
 
     The keyword options are those of `Tunnel`, for every tunnel of the group.
@@ -366,17 +357,6 @@ class TunnelGroup:
 
     async def aclose(self) -> None:
         await asyncio.gather(*(t.aclose() for t in self.tunnels))
-
-    async def __aenter__(self) -> TunnelGroup:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
 
 
 async def wait_http_ready(

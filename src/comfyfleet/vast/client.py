@@ -15,8 +15,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 
 import httpx
 
@@ -31,6 +30,7 @@ from comfyfleet.errors import (
 from comfyfleet.models.vast import Instance, Offer, SshKey, VastUser
 from comfyfleet.util.clock import Clock, SystemClock
 from comfyfleet.util.redact import install_log_redaction, redact_url
+from comfyfleet.util.resource import AsyncResource
 from comfyfleet.vast import parse
 from comfyfleet.vast.bodies import check_public_key, create_body
 from comfyfleet.vast.create import (
@@ -51,7 +51,7 @@ LOG_INTERVAL = 0.3  # seconds between result_url polls (about 9 s in all, as the
 _GONE_CODES = frozenset({"not_found", "no_such_instance"})
 
 
-class VastClient:
+class VastClient(AsyncResource):
     """One Vast account, reached at `base_url` (the sandbox is just another base URL)."""
 
     def __init__(
@@ -81,17 +81,6 @@ class VastClient:
     @property
     def base_url(self) -> str:
         return self._http.base_url
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
 
     async def aclose(self) -> None:
         await self._http.aclose()

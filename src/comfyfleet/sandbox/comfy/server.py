@@ -17,7 +17,6 @@ import threading
 import urllib.parse
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
 from aiohttp import web
@@ -30,6 +29,7 @@ from comfyfleet.sandbox.comfy.routes_control import add_control_routes
 from comfyfleet.sandbox.comfy.routes_core import TROUBLE, add_core_routes
 from comfyfleet.sandbox.comfy.routes_files import add_file_routes, internal_app
 from comfyfleet.sandbox.comfy.routes_user import add_user_routes
+from comfyfleet.util.resource import AsyncResource
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 DEFAULT_DEVICE = "NVIDIA GeForce RTX 4090"
@@ -109,7 +109,7 @@ def build_app(core: ComfyCore, knobs: Knobs) -> web.Application:
     return app
 
 
-class SandboxComfy:
+class SandboxComfy(AsyncResource):
     """A simulated ComfyUI 0.3.64 on loopback; use as `async with SandboxComfy(root) as s:`.
 
     `log_file`: where the server log goes (default `<root>/comfyui.log`). `persisted_queue`:
@@ -157,16 +157,10 @@ class SandboxComfy:
 
     # --- lifecycle -------------------------------------------------------------------------
 
-    async def __aenter__(self) -> SandboxComfy:
+    async def aopen(self) -> None:
         await self.start()
-        return self
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    async def aclose(self) -> None:
         await self.stop()
 
     async def start(self) -> None:

@@ -26,7 +26,6 @@ import threading
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from types import TracebackType
 
 from aiohttp import web
 
@@ -53,6 +52,7 @@ from comfyfleet.sandbox.vast.store import Store
 from comfyfleet.sandbox.vast.wire import add_routes, error_response, text_response
 from comfyfleet.sandbox.vast.world import World
 from comfyfleet.util.clock import Clock, ScaledClock
+from comfyfleet.util.resource import AsyncResource
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +67,7 @@ def _gateway_page(status: int) -> web.Response:
     return text_response(page, status, "text/html")
 
 
-class SandboxVast:
+class SandboxVast(AsyncResource):
     """The simulated Vast cloud (see the module docstring)."""
 
     def __init__(
@@ -215,16 +215,10 @@ class SandboxVast:
         if self._closed is not None:
             await self._closed.wait()
 
-    async def __aenter__(self) -> SandboxVast:
+    async def aopen(self) -> None:
         await self.start()
-        return self
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    async def aclose(self) -> None:
         await self.stop()
 
     def start_in_thread(self) -> VastThread:
