@@ -223,32 +223,29 @@ def test_hostile_output_names_cannot_escape_the_output_folder(
     out = tmp_path / "results"
     victim = tmp_path / "passwd"
     victim.write_text("untouched")
+
+    def run_filters() -> Any:
+        target = comfy_sandbox_thread.url
+        picture = f"Photo.image={_picture(tmp_path)}"
+        return cli(
+            "run",
+            str(sample_path(FILTERS)),
+            "--target",
+            target,
+            "--input",
+            picture,
+            "--out",
+            str(out),
+        )
+
     comfy_sandbox_thread.knobs.forge_output_names("../..", "passwd")
-    result = cli(
-        "run",
-        str(sample_path(FILTERS)),
-        "--target",
-        comfy_sandbox_thread.url,
-        "--input",
-        f"Photo.image={_picture(tmp_path)}",
-        "--out",
-        str(out),
-    )
+    result = run_filters()
     assert result.code != 0
     assert "passwd" in result.stderr and "refusing" in result.stderr
     assert victim.read_text() == "untouched"
     assert not list(tmp_path.glob("**/passwd*.part"))
     comfy_sandbox_thread.knobs.forge_output_names("", "..")
-    again = cli(
-        "run",
-        str(sample_path(FILTERS)),
-        "--target",
-        comfy_sandbox_thread.url,
-        "--input",
-        f"Photo.image={_picture(tmp_path)}",
-        "--out",
-        str(out),
-    )
+    again = run_filters()
     assert again.code != 0 and "refusing" in again.stderr
 
 

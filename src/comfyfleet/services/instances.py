@@ -8,7 +8,7 @@ from typing import Any
 
 from comfyfleet.control.costs import CostBreakdown, StatusSpan, accrued_cost
 from comfyfleet.errors import UsageError
-from comfyfleet.models.vast import InstanceStatus
+from comfyfleet.models.vast import Instance, InstanceStatus
 from comfyfleet.remote.tunnel_state import TunnelRecord, TunnelState, list_tunnels
 from comfyfleet.services.cloud import Cloud
 from comfyfleet.services.endpoints import comfy_endpoint
@@ -106,14 +106,19 @@ async def find(cloud: Cloud, ref: str) -> InstanceRow:
     return row
 
 
-async def refresh(cloud: Cloud, row: InstanceRow) -> InstanceRow:
-    """Re-read one instance from Vast (its endpoints may have changed)."""
+async def observe(cloud: Cloud, row: InstanceRow) -> tuple[InstanceRow, Instance | None]:
+    """Re-read one instance from Vast and record it (None: it is gone, marked destroyed)."""
     assert row.vast_id is not None
     inst = await cloud.vast.show_instance(row.vast_id)
     if inst is None:
-        return cloud.db.instances.mark_destroyed(row.id, reason="no longer listed by Vast")
+        return cloud.db.instances.mark_destroyed(row.id, reason="no longer listed by Vast"), None
     updated, _ = cloud.db.instances.upsert_from_vast(inst)
-    return updated
+    return updated, inst
+
+
+async def refresh(cloud: Cloud, row: InstanceRow) -> InstanceRow:
+    """Re-read one instance from Vast (its endpoints may have changed)."""
+    return (await observe(cloud, row))[0]
 
 
 async def stop(cloud: Cloud, ref: str) -> InstanceRow:

@@ -21,7 +21,7 @@ from comfyfleet.remote.ssh import SshConnection, connect
 from comfyfleet.remote.sshconfig import alias_for
 from comfyfleet.remote.target import SshTarget, known_hosts_file
 from comfyfleet.services.cloud import Cloud
-from comfyfleet.services.instances import find
+from comfyfleet.services.instances import find, observe
 from comfyfleet.state import InstanceRow
 
 
@@ -111,13 +111,9 @@ def layout_overrides(cloud: Cloud) -> LayoutOverrides:
 
 async def live_instance(cloud: Cloud, ref: str) -> tuple[InstanceRow, Instance]:
     """The tracked instance `ref`, freshly read from Vast (endpoints can change)."""
-    row = await find(cloud, ref)
-    assert row.vast_id is not None
-    inst = await cloud.vast.show_instance(row.vast_id)
+    row, inst = await observe(cloud, await find(cloud, ref))
     if inst is None:
-        cloud.db.instances.mark_destroyed(row.id, reason="no longer listed by Vast")
         raise UsageError(f"instance {ref!r} is gone from Vast", hint="comfyfleet ls")
-    row, _ = cloud.db.instances.upsert_from_vast(inst)
     return row, inst
 
 
