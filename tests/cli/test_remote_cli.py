@@ -169,3 +169,11 @@ def test_changed_host_key_is_refused_until_forgotten(box: dict[str, str]) -> Non
     forgot = run(box, "ssh-config", "forget", "box", "--json")
     assert forgot.returncode == 0 and json.loads(forgot.stdout)["removed"] >= 1
     assert run(box, "exec", "box", "--", "true").returncode == 0
+
+
+def test_ssh_runs_a_command_with_pinned_keys(box: dict[str, str]) -> None:
+    done = run(box, "ssh", "box", "--", "echo", "via-comfyfleet-ssh")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "via-comfyfleet-ssh"
+    failed = run(box, "ssh", "box", "--", "exit 5")
+    assert failed.returncode == 5
