@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import sqlite3
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -70,3 +72,34 @@ def test_processes_opening_and_writing_at_once_all_succeed(
         assert len(db.intents.pending()) == WRITERS
     finally:
         db.close()
+
+
+def test_threads_creating_fresh_files_at_once_all_open_them(tmp_path: Path) -> None:
+    # Switching a fresh file to WAL takes an exclusive lock SQLite does not wait for by
+    # itself: connections racing to create the same file must wait for each other, not fail.
+    rounds, racers = 40, 4
+    for n in range(rounds):
+        data_dir = tmp_path / str(n)
+        barrier = threading.Barrier(racers)
+        errors: list[BaseException] = []
+
+        def race(
+            data_dir: Path = data_dir,
+            barrier: threading.Barrier = barrier,
+            errors: list[BaseException] = errors,
+        ) -> None:
+            barrier.wait()
+            try:
+                open_database(None, data_dir=data_dir, busy_timeout=10.0).close()
+            except BaseException as exc:  # noqa: BLE001 - collected and asserted below
+                errors.append(exc)
+
+        threads = [threading.Thread(target=race) for _ in range(racers)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert errors == []
+        conn = sqlite3.connect(data_dir / "comfyfleet.db")
+        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        conn.close()

@@ -14,6 +14,8 @@ the frozen dataclasses of `rows.py`.
 
 from __future__ import annotations
 
+import sqlite3
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -67,6 +69,25 @@ def database_url(url: str | None, *, data_dir: Path) -> URL:
     )
 
 
+def _enable_wal(cursor: Any, busy_timeout: float) -> None:
+    """Switch the file to WAL, waiting up to `busy_timeout` for processes doing the same.
+
+    Switching needs an exclusive lock that SQLite takes without calling the busy handler, so
+    processes creating a fresh database at once get "database is locked" at once: retry.
+    """
+    deadline = time.monotonic() + busy_timeout
+    pause = 0.005
+    while True:
+        try:
+            cursor.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() >= deadline:
+                raise
+        time.sleep(pause)
+        pause = min(pause * 2, 0.1)
+
+
 def _sqlite_engine(url: URL, busy_timeout: float) -> Engine:
     assert url.database is not None
     try:
@@ -87,7 +108,7 @@ def _sqlite_engine(url: URL, busy_timeout: float) -> Engine:
         try:
             cursor.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
             cursor.execute("PRAGMA foreign_keys = ON")
-            cursor.execute("PRAGMA journal_mode = WAL")
+            _enable_wal(cursor, busy_timeout)
         finally:
             cursor.close()
 
