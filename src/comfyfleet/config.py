@@ -149,6 +149,9 @@ class RemoteSettings(_Group):
     ssh_config: Path | None = None  # the ~/.ssh/config to add our Include to (None: ~/.ssh/config)
     manage_ssh_config: bool = True  # add the Include line and per-instance files
     keepalive: float = Field(30.0, gt=0)  # seconds between keepalives (3 missed = dead)
+    # Seconds to wait while another comfyfleet command changes the same instance (node packs,
+    # pip installs): changes take turns; 0 fails at once.
+    change_wait: float = Field(900.0, ge=0)
     # Layout overrides: each given value wins over detection on the instance.
     comfy_dir: str | None = None
     comfy_port: int | None = None

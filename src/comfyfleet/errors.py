@@ -46,6 +46,7 @@ catches a library's exception. Each error says what happened, to what, and what 
     │   ├── SshKeyError             a local key file is unusable (permissions, passphrase, format)
     │   ├── RemoteCommandFailed     a remote command exited non-zero
     │   ├── RemoteTimeout           a remote command or wait took longer than allowed
+    │   │   └── InstanceBusy        another command kept changing the instance too long
     │   ├── LayoutNotDetected       no ComfyUI checkout / venv found on the instance
     │   ├── TunnelError             a port forward could not be opened or kept up
     │   └── DownloadFailed          a download on the instance failed (HTTP, network, disk)
@@ -478,6 +479,14 @@ class RemoteTimeout(RemoteError):
 
     exit_code = 6
     retryable = True
+
+
+class InstanceBusy(RemoteTimeout):
+    """Another comfyfleet command held the instance's change lock longer than we would wait."""
+
+    def __init__(self, message: str, *, holder: str, hint: str | None = None) -> None:
+        self.holder = holder
+        super().__init__(message, hint=hint)
 
 
 class LayoutNotDetected(RemoteError):

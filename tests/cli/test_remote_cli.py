@@ -66,6 +66,31 @@ def test_pip_is_the_venv_pip(box: dict[str, str]) -> None:
     assert system.returncode != 0, "the system Python must not see what the venv pip installed"
 
 
+def test_pip_install_waits_for_another_change_and_gives_up_with_6(box: dict[str, str]) -> None:
+    workspace = Path(run(box, "exec", "box", "--", "echo $WORKSPACE").stdout.strip())
+    lock = workspace / ".comfyfleet-change.lock"
+    lock.with_name(lock.name + ".who").write_text("nodes install Slow-Pack (by ann@laptop)\n")
+    # Another command holds the instance's change lock (plain flock(1), as the instance runs it).
+    holder = subprocess.Popen(["flock", str(lock), "sleep", "60"])
+    try:
+        deadline = time.monotonic() + 10
+        while subprocess.run(["flock", "-n", str(lock), "true"]).returncode == 0:
+            assert time.monotonic() < deadline, "the holder never took the lock"
+            time.sleep(0.05)
+        impatient = {**box, "COMFYFLEET_REMOTE__CHANGE_WAIT": "1"}
+        done = run(impatient, "pip", "box", "--", "install", "onnx")
+        assert done.returncode == 6, done.stderr
+        assert "waiting for another change" in done.stderr
+        assert "nodes install Slow-Pack (by ann@laptop)" in done.stderr
+        assert "change_wait" in done.stderr
+        # Reading the venv does not wait.
+        assert run(impatient, "pip", "box", "--", "list").returncode == 0
+    finally:
+        holder.kill()
+        holder.wait()
+    assert run(box, "pip", "box", "--", "install", "onnx").returncode == 0
+
+
 def test_logs_and_restart(box: dict[str, str]) -> None:
     before = run(box, "logs", "box", "-n", "50")
     assert before.returncode == 0, before.stderr

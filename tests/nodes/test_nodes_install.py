@@ -3,6 +3,7 @@ requirements come from the host's wheelhouse, ComfyUI restarts and loads them fo
 
 from __future__ import annotations
 
+import asyncio
 import json
 import subprocess
 from pathlib import Path
@@ -10,16 +11,19 @@ from pathlib import Path
 import pytest
 
 from comfyfleet.errors import (
+    InstanceBusy,
     PackImportFailed,
     ProtectedChangeRefused,
     RemoteCommandFailed,
     UnsafeSource,
     UsageError,
 )
+from comfyfleet.remote.changelock import change_lock
 from comfyfleet.services.nodes import install_pack
+from comfyfleet.services.remote_ops import open_session
 from comfyfleet.state import EventKind
 
-from .conftest import Box
+from .conftest import Box, nodes_settings
 from .packs import commit, make_pack, node_source
 
 pytestmark = [pytest.mark.asyncio(loop_scope="module"), pytest.mark.timeout(180)]
@@ -217,3 +221,28 @@ async def test_bad_sources_leave_the_instance_as_it_was(box: Box, tmp_path: Path
     assert sorted(p.name for p in box.custom_nodes.iterdir()) == before
     assert not marker.exists()
     assert not (box.root / "workspace" / "ComfyUI" / ".comfyfleet-staging").exists()
+
+
+async def test_installs_on_one_instance_take_turns(box: Box, tmp_path: Path) -> None:
+    url = make_pack(tmp_path, "turns_pack", {"__init__.py": node_source("TurnTaker")})
+    target = box.custom_nodes / "turns_pack"
+    async with open_session(box.cloud, box.ref) as other:
+        layout = await other.layout(box.cloud)
+        # Another command (another terminal, another machine) is changing the instance.
+        async with change_lock(other.conn, layout, "nodes install Busy-Pack", wait=0):
+            impatient = box.with_settings(
+                nodes_settings(box.base, COMFYFLEET_REMOTE__CHANGE_WAIT="1")
+            )
+            with pytest.raises(InstanceBusy) as caught:
+                await install_pack(impatient, box.ref, url)
+            assert "nodes install Busy-Pack" in str(caught.value)
+            assert not target.exists()
+            lines: list[str] = []
+            patient = asyncio.create_task(
+                install_pack(box.cloud, box.ref, url, on_line=lines.append)
+            )
+            await asyncio.sleep(1.0)
+            assert not patient.done() and not target.exists()
+        result = await asyncio.wait_for(patient, 120)
+    assert result.status == "installed" and result.classes == ("TurnTaker",)
+    assert any("waiting for another change" in line and "Busy-Pack" in line for line in lines)

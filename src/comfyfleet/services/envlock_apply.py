@@ -52,7 +52,7 @@ from comfyfleet.services.prepare_steps import (
     pull_first,
     restart_and_check,
 )
-from comfyfleet.services.remote_ops import open_session
+from comfyfleet.services.remote_ops import changing, open_session
 
 Line = Callable[[str], None]
 PIP_AFTER_PACKS = (
@@ -277,7 +277,10 @@ async def _pip(
         guard = guard_for(cloud, session, layout, on_line)
         text = "".join(f"{pin}\n" for pin in pins)
         try:
-            async with temp_file(session.conn, text, suffix=".txt") as requirements:
+            async with (
+                changing(cloud, session, layout, "env apply: pip packages", on_line),
+                temp_file(session.conn, text, suffix=".txt") as requirements,
+            ):
                 await guard.install_requirements(
                     requirements, layout.comfy_dir, label="the lock's pip packages"
                 )

@@ -18,6 +18,7 @@ from comfyfleet.services.cloud import Cloud
 from comfyfleet.services.endpoints import comfy_endpoint
 from comfyfleet.services.reconcile import reconcile
 from comfyfleet.services.remote_ops import (
+    changing,
     ensure_account_key,
     open_session,
     target_for,
@@ -100,10 +101,21 @@ async def restart(cloud: Cloud, ref: str, *, timeout: float = 600.0) -> Restarte
         return Restarted(layout, seconds)
 
 
+#: pip subcommands that change the venv: they take the instance's change lock.
+PIP_CHANGES = frozenset({"install", "uninstall"})
+
+
 async def pip(cloud: Cloud, ref: str, args: Sequence[str], on_out: Line, on_err: Line) -> int:
-    """The instance venv's pip (never a global one) with `args`; pip's exit code."""
+    """The instance venv's pip (never a global one) with `args`; pip's exit code.
+
+    `install` and `uninstall` wait their turn behind other changes to the instance."""
     async with open_session(cloud, ref) as session:
-        return await manage.pip(session.conn, await session.layout(cloud), args, on_out, on_err)
+        layout = await session.layout(cloud)
+        if not args or args[0] not in PIP_CHANGES:
+            return await manage.pip(session.conn, layout, args, on_out, on_err)
+        what = "pip " + " ".join(args)[:120]
+        async with changing(cloud, session, layout, what, lambda text: on_err(text + "\n")):
+            return await manage.pip(session.conn, layout, args, on_out, on_err)
 
 
 def user_ssh_config(cloud: Cloud) -> Path | None:

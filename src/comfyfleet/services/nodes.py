@@ -49,7 +49,7 @@ from comfyfleet.remote.layout import InstanceLayout
 from comfyfleet.services.cloud import Cloud
 from comfyfleet.services.nodes_source import PackSource, resolve_source
 from comfyfleet.services.nodes_verify import Loaded, loaded, restart
-from comfyfleet.services.remote_ops import Session, open_session
+from comfyfleet.services.remote_ops import Session, changing, open_session
 from comfyfleet.services.torch_guard import GuardResult, TorchGuard
 from comfyfleet.state import EventKind
 
@@ -137,18 +137,19 @@ async def install_pack(
     async with open_session(cloud, ref) as session:
         layout = await session.layout(cloud)
         folder = custom_nodes_dir(layout)
-        entries = await list_entries(session.conn, folder)
-        if entries is None:
-            raise UsageError(
-                f"instance {session.row.display_name} has no custom_nodes folder at {folder}",
-                hint="check the detected ComfyUI folder (comfyfleet exec ID -- ls), or give "
-                "it with [remote] comfy_dir",
-            )
-        existing = next((e for e in entries if e.name == src.name), None)
-        step = _Install(cloud, session, layout, src, on_line, restart=restart)
-        if existing is None:
-            return await step.fresh(git_ref)
-        return await step.update(existing, git_ref)
+        async with changing(cloud, session, layout, f"nodes install {src.name}", on_line):
+            entries = await list_entries(session.conn, folder)
+            if entries is None:
+                raise UsageError(
+                    f"instance {session.row.display_name} has no custom_nodes folder at {folder}",
+                    hint="check the detected ComfyUI folder (comfyfleet exec ID -- ls), or "
+                    "give it with [remote] comfy_dir",
+                )
+            existing = next((e for e in entries if e.name == src.name), None)
+            step = _Install(cloud, session, layout, src, on_line, restart=restart)
+            if existing is None:
+                return await step.fresh(git_ref)
+            return await step.update(existing, git_ref)
 
 
 class _Install:

@@ -25,7 +25,7 @@ from comfyfleet.services.cloud import Cloud
 from comfyfleet.services.nodes import custom_nodes_dir, node_classes, record
 from comfyfleet.services.nodes_source import check_pack_ref, looks_like_url, resolve_source
 from comfyfleet.services.nodes_verify import Modules, classes_by_module, restart, startup_report
-from comfyfleet.services.remote_ops import open_session
+from comfyfleet.services.remote_ops import changing, open_session
 
 Line = Callable[[str], None]
 REQUIREMENTS_NOTE = "its pip requirements stay installed (other packs may use them)"
@@ -147,49 +147,57 @@ async def remove_pack(cloud: Cloud, ref: str, pack: str, *, on_line: Line = _qui
     async with open_session(cloud, ref) as session:
         layout = await session.layout(cloud)
         folder = custom_nodes_dir(layout)
-        entries = await list_entries(session.conn, folder) or []
-        entry = await _match(cloud, entries, pack)
-        if entry is None:
-            names = ", ".join(e.name for e in entries) or "none"
-            raise UsageError(
-                f"instance {session.row.display_name} has no custom node pack {pack!r} "
-                f"(custom_nodes holds: {names})",
-                hint=f"comfyfleet nodes ls {session.row.vast_id}",
-            )
-        before = await classes_by_module(cloud, session)
-        had = tuple(sorted(before.get(entry.module, ()))) if before is not None else ()
-        on_line(f"removing {folder / entry.name}")
-        await remove_entry(session.conn, folder, entry.name)
-        event = {
-            "action": "remove",
-            "pack": entry.name,
-            "url": entry.url,
-            "commit": entry.commit,
-            "classes": len(had),
-        }
-        record(cloud, session, event)
-        notes = [REQUIREMENTS_NOTE]
-        if not entry.loadable:
-            notes.append("ComfyUI never loaded it, so it was not restarted")
+        async with changing(cloud, session, layout, f"nodes rm {pack}", on_line):
+            entries = await list_entries(session.conn, folder) or []
+            entry = await _match(cloud, entries, pack)
+            if entry is None:
+                names = ", ".join(e.name for e in entries) or "none"
+                raise UsageError(
+                    f"instance {session.row.display_name} has no custom node pack {pack!r} "
+                    f"(custom_nodes holds: {names})",
+                    hint=f"comfyfleet nodes ls {session.row.vast_id}",
+                )
+            before = await classes_by_module(cloud, session)
+            had = tuple(sorted(before.get(entry.module, ()))) if before is not None else ()
+            on_line(f"removing {folder / entry.name}")
+            await remove_entry(session.conn, folder, entry.name)
+            event = {
+                "action": "remove",
+                "pack": entry.name,
+                "url": entry.url,
+                "commit": entry.commit,
+                "classes": len(had),
+            }
+            record(cloud, session, event)
+            notes = [REQUIREMENTS_NOTE]
+            if not entry.loadable:
+                notes.append("ComfyUI never loaded it, so it was not restarted")
+                return Removed(
+                    session.row.display_name,
+                    entry.name,
+                    entry.url,
+                    entry.commit,
+                    had,
+                    False,
+                    tuple(notes),
+                )
+            await restart(cloud, session, layout, on_line=on_line, why=f"removed {entry.name}")
+            after = await classes_by_module(cloud, session)
+            left = sorted(after.get(entry.module, ())) if after is not None else []
+            if left:
+                raise NodePackError(
+                    f"{entry.name} was removed, but ComfyUI still has its classes: "
+                    + ", ".join(left),
+                    hint="another custom_nodes entry may carry the same module name; "
+                    f"see comfyfleet nodes ls {session.row.vast_id}",
+                )
+            on_line(f"{entry.name} removed; {node_classes(len(had))} gone")
             return Removed(
                 session.row.display_name,
                 entry.name,
                 entry.url,
                 entry.commit,
                 had,
-                False,
+                True,
                 tuple(notes),
             )
-        await restart(cloud, session, layout, on_line=on_line, why=f"removed {entry.name}")
-        after = await classes_by_module(cloud, session)
-        left = sorted(after.get(entry.module, ())) if after is not None else []
-        if left:
-            raise NodePackError(
-                f"{entry.name} was removed, but ComfyUI still has its classes: " + ", ".join(left),
-                hint="another custom_nodes entry may carry the same module name; "
-                f"see comfyfleet nodes ls {session.row.vast_id}",
-            )
-        on_line(f"{entry.name} removed; {node_classes(len(had))} gone")
-        return Removed(
-            session.row.display_name, entry.name, entry.url, entry.commit, had, True, tuple(notes)
-        )

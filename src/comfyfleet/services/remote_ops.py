@@ -3,18 +3,20 @@
 The comfyfleet key (or the user's) is registered with the Vast account, which installs it on
 every instance; an instance that refuses it gets it attached and is tried once more. Host keys
 are pinned per instance on first contact. Keepalives follow the cloud's clock speed, so the
-sandbox's accelerated time behaves like real time.
+sandbox's accelerated time behaves like real time. Steps that change the instance's ComfyUI
+hold its change lock (`changing`), so two commands never install into one venv at once.
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator, Collection
+from collections.abc import AsyncIterator, Callable, Collection
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 
 from comfyfleet.errors import SshAuthFailed, UsageError
 from comfyfleet.models.vast import Instance
+from comfyfleet.remote.changelock import ChangeLock, change_lock
 from comfyfleet.remote.keys import KeyPair, ensure_key, load_key
 from comfyfleet.remote.layout import InstanceLayout, LayoutOverrides, detect_layout
 from comfyfleet.remote.ssh import SshConnection, connect
@@ -23,6 +25,8 @@ from comfyfleet.remote.target import SshTarget, known_hosts_file
 from comfyfleet.services.cloud import Cloud
 from comfyfleet.services.instances import find, observe
 from comfyfleet.state import InstanceRow
+
+Line = Callable[[str], None]
 
 
 def local_key(cloud: Cloud) -> KeyPair:
@@ -133,3 +137,22 @@ async def open_session(cloud: Cloud, ref: str) -> AsyncIterator[Session]:
         yield Session(row, inst, target, conn, key)
     finally:
         await conn.aclose()
+
+
+@contextlib.asynccontextmanager
+async def changing(
+    cloud: Cloud, session: Session, layout: InstanceLayout, what: str, on_line: Line
+) -> AsyncIterator[ChangeLock]:
+    """Hold the instance's change lock (`remote.changelock`) for one step of `what`.
+
+    Waits `[remote] change_wait` seconds for another command's change, telling `on_line`.
+    """
+    async with change_lock(
+        session.conn, layout, what, wait=cloud.settings.remote.change_wait, on_wait=on_line
+    ) as lock:
+        if not lock.locked:
+            on_line(
+                "warning: the instance has no flock(1): this change does not wait for other "
+                "comfyfleet commands changing it"
+            )
+        yield lock
