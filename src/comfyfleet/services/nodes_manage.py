@@ -170,17 +170,21 @@ async def remove_pack(cloud: Cloud, ref: str, pack: str, *, on_line: Line = _qui
             }
             record(cloud, session, event)
             notes = [REQUIREMENTS_NOTE]
-            if not entry.loadable:
-                notes.append("ComfyUI never loaded it, so it was not restarted")
+
+            def removed(restarted: bool) -> Removed:
                 return Removed(
                     session.row.display_name,
                     entry.name,
                     entry.url,
                     entry.commit,
                     had,
-                    False,
+                    restarted,
                     tuple(notes),
                 )
+
+            if not entry.loadable:
+                notes.append("ComfyUI never loaded it, so it was not restarted")
+                return removed(False)
             await restart(cloud, session, layout, on_line=on_line, why=f"removed {entry.name}")
             after = await classes_by_module(cloud, session)
             left = sorted(after.get(entry.module, ())) if after is not None else []
@@ -192,12 +196,4 @@ async def remove_pack(cloud: Cloud, ref: str, pack: str, *, on_line: Line = _qui
                     f"see comfyfleet nodes ls {session.row.vast_id}",
                 )
             on_line(f"{entry.name} removed; {node_classes(len(had))} gone")
-            return Removed(
-                session.row.display_name,
-                entry.name,
-                entry.url,
-                entry.commit,
-                had,
-                True,
-                tuple(notes),
-            )
+            return removed(True)
