@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -61,6 +62,13 @@ async def test_a_url_repair_stops_where_a_restart_would_be_needed(
 ) -> None:
     comfy_sandbox.knobs.hang("ImageBlur")
     hung, *pending = await fill(comfy_sandbox, "artist")
+    # Snapshots of earlier repairs: only the newest SNAPSHOTS_KEPT stay once this one is written.
+    folder = tmp_path / "data" / "queue-snapshots"
+    folder.mkdir(parents=True)
+    older = [folder / f"queue-url-{n}.json" for n in range(q.SNAPSHOTS_KEPT + 5)]
+    for n, path in enumerate(older):
+        path.write_text("{}")
+        os.utime(path, (1_000_000 + n, 1_000_000 + n))
     said: list[str] = []
     async with open_access(comfy_sandbox.url, settings_in(tmp_path)) as access:
         report = await q.repair(access, seconds=0.5, progress=said.append)
@@ -76,5 +84,6 @@ async def test_a_url_repair_stops_where_a_restart_would_be_needed(
         "api_key_comfy_org": "<withheld>",  # never written to disk
         "client_id": "artist",
     }
-    assert Path(report.snapshot_file).parent == tmp_path / "data" / "queue-snapshots"
+    assert Path(report.snapshot_file).parent == folder
+    assert sorted(folder.iterdir()) == sorted([Path(report.snapshot_file), *older[6:]])
     comfy_sandbox.knobs.release()

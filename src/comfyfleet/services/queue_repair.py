@@ -13,11 +13,12 @@ became of them, never re-queued.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import PurePosixPath
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 from comfyfleet.control.queue_ladder import (
@@ -37,6 +38,7 @@ from comfyfleet.services.queue_probe import Prober
 
 Progress = Callable[[str], None]
 REPAIR_WINDOW = 30.0  # cloud seconds each observation may take
+SNAPSHOTS_KEPT = 50  # queue snapshots kept in the data folder, newest first
 
 
 #: extra_data keys holding the user's Comfy.org credentials (API nodes): kept in memory for
@@ -88,10 +90,13 @@ async def clear(access: Access) -> list[str]:
 
 
 def save_snapshot(access: Access, state: QueueState) -> str:
-    """Write the queue, items whole, to a private file; returns its path."""
+    """Write the queue, items whole, to a private file; returns its path.
+
+    Only the newest `SNAPSHOTS_KEPT` snapshots stay: older ones are removed.
+    """
     folder = access.state_dir / "queue-snapshots"
     folder.mkdir(parents=True, exist_ok=True)
-    stamp = int(access.clock.now())
+    stamp = int(access.clock.now() * 1000)
     key = access.instance.id if access.instance else "url"
     path = folder / f"queue-{key}-{stamp}.json"
     body = {
@@ -103,7 +108,20 @@ def save_snapshot(access: Access, state: QueueState) -> str:
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as fh:
         json.dump(body, fh, indent=1)
+    prune_snapshots(folder)
     return str(path)
+
+
+def prune_snapshots(folder: Path) -> None:
+    """Remove all but the newest `SNAPSHOTS_KEPT` snapshots (by modification time) in `folder`."""
+    found: list[tuple[float, str, Path]] = []
+    for path in folder.glob("queue-*.json"):
+        with contextlib.suppress(OSError):
+            found.append((path.stat().st_mtime, path.name, path))
+    found.sort(reverse=True)
+    for _, _, path in found[SNAPSHOTS_KEPT:]:
+        with contextlib.suppress(OSError):
+            path.unlink()
 
 
 @dataclass
