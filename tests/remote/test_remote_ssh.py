@@ -52,6 +52,10 @@ async def test_real_sshd_pins_one_of_its_keys_and_refuses_new_ones(
 ) -> None:
     async with connect(sshd_target, clock=CLOCK) as conn:
         assert (await run(conn, "id -un")).stdout.strip() == sshd.user
+        # The hardware-accelerated cipher is chosen (the tunnel's throughput depends on it).
+        ssh = conn.asyncssh_connection
+        assert ssh.get_extra_info("send_cipher") == "aes128-gcm@openssh.com"
+        assert ssh.get_extra_info("recv_cipher") == "aes128-gcm@openssh.com"
     pins = read_pins(sshd_target.known_hosts_path)
     offered = {sshd.host_public_key("ed25519"), sshd.host_public_key("ecdsa")}
     assert len(pins) == 1

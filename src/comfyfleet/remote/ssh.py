@@ -140,6 +140,18 @@ class _Connecting:
             await self._conn.aclose()
 
 
+# AES-GCM first: `cryptography` runs it on the CPU's AES instructions, which makes a tunnel
+# ~1.4x faster than with chacha20-poly1305 (asyncssh's first choice; bench/tunnel_throughput).
+CIPHERS = (
+    "aes128-gcm@openssh.com",
+    "aes256-gcm@openssh.com",
+    "chacha20-poly1305@openssh.com",
+    "aes256-ctr",
+    "aes192-ctr",
+    "aes128-ctr",
+)
+
+
 def connect(
     target: SshTarget,
     *,
@@ -162,6 +174,7 @@ def connect(
         "connect_timeout": connect_timeout,
         "login_timeout": connect_timeout,
         "preferred_auth": "publickey",
+        "encryption_algs": list(CIPHERS),
     }
     return _Connecting(target, options, clock)
 
