@@ -3,8 +3,11 @@ pip and downloads), then a lock with another torch and a tampered lock."""
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
 import shutil
+import time
 from pathlib import Path
 
 import pytest
@@ -198,3 +201,29 @@ async def test_comfyui_is_known_by_its_commit_in_a_checkout(locked: Locked) -> N
         assert rows == [("ComfyUI", head, f"version {version} (not a git checkout)")]
     finally:
         shutil.rmtree(comfy / ".git")
+
+
+async def test_hashes_are_reused_until_a_file_changes(locked: Locked) -> None:
+    cloud = locked.world.with_settings()
+    extra = locked.world.comfy_dir("alpha") / "models" / "loras" / "hand-made.safetensors"
+    extra.parent.mkdir(parents=True, exist_ok=True)
+    extra.write_bytes(b"first content " * 1000)
+    rel = "loras/hand-made.safetensors"
+    try:
+        said: list[str] = []
+        first = {m.path: m for m in (await lock_env(cloud, "alpha", on_line=said.append)).models}
+        assert first[rel].hashed == "instance" and any("hashing 1 model" in s for s in said)
+        assert first[rel].sha256 == hashlib.sha256(extra.read_bytes()).hexdigest()
+        said.clear()
+        second = {m.path: m for m in (await lock_env(cloud, "alpha", on_line=said.append)).models}
+        assert second[rel].hashed == "index" and second[rel].sha256 == first[rel].sha256
+        assert not any("hashing" in s for s in said)  # nothing hashed again
+        # Rewritten with other bytes of the same size: the recorded sha256 no longer holds.
+        extra.write_bytes(b"other content " * 1000)
+        os.utime(extra, (time.time() + 5, time.time() + 5))
+        third = {m.path: m for m in (await lock_env(cloud, "alpha")).models}
+        assert third[rel].hashed == "instance"
+        assert third[rel].sha256 == hashlib.sha256(extra.read_bytes()).hexdigest()
+        assert third[rel].sha256 != first[rel].sha256
+    finally:
+        extra.unlink()

@@ -156,7 +156,7 @@ elif cmd == "list":
                 full = os.path.join(base, name)
                 st = info(full)
                 if st and st["regular"]:
-                    files.append([os.path.relpath(full, top), st["size"]])
+                    files.append([os.path.relpath(full, top), st["size"], st["mtime"]])
     out = {"folders": found, "index": load()["files"]}
 elif cmd == "sha256":
     digest = hashlib.sha256()
@@ -198,10 +198,21 @@ class Removed:
 
 @dataclass(frozen=True)
 class Listing:
-    """Files under each listed folder (path relative to it, size) and the index's records."""
+    """Files under each listed folder (path relative to it, size, mtime), the index's records."""
 
-    folders: Mapping[str, Sequence[tuple[str, int]]]
+    folders: Mapping[str, Sequence[tuple[str, int, float]]]
     index: Mapping[str, Mapping[str, Any]]
+
+
+def record_holds(entry: Mapping[str, Any] | None, size: int | None, mtime: float | None) -> bool:
+    """Whether the index's `entry` still describes the file: it keeps the size and time it had
+    when recorded (a file replaced or rewritten since is not the one recorded)."""
+    return (
+        entry is not None
+        and size is not None
+        and entry.get("size") == size
+        and entry.get("mtime") == mtime
+    )
 
 
 def check_rel(rel: str) -> str:
@@ -289,7 +300,9 @@ class ModelFiles:
 
     async def listing(self, folders: Sequence[str]) -> Listing:
         got = await self._tool("list", *(check_rel(f) for f in folders))
-        found = {k: [(str(p), int(s)) for p, s in v] for k, v in got["folders"].items()}
+        found = {
+            k: [(str(p), int(s), float(m)) for p, s, m in v] for k, v in got["folders"].items()
+        }
         return Listing(found, got.get("index") or {})
 
     async def sha256(self, path: PurePosixPath) -> str:

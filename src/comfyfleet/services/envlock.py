@@ -111,7 +111,12 @@ async def read_state(
     if unhashed:
         on_line(f"hashing {len(unhashed)} model file(s) on the instance (no sha256 recorded)")
     files = model_files(session.conn, layout)
-    hashed = {path: await files.sha256(files.path(path)) for path in unhashed}
+    hashed: dict[str, str] = {}
+    for path in unhashed:
+        hashed[path] = await files.sha256(files.path(path))
+        # Kept in the index (with the file's size and time), so the next lock does not hash
+        # the file again while it stays as it is.
+        await files.record(path, {"sha256": hashed[path], "hashed_at": round(cloud.clock.now(), 3)})
     models = tuple(
         ModelState(
             f.path,

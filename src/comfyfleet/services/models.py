@@ -19,7 +19,7 @@ from typing import Any
 from comfyfleet.catalog import ModelSource, check_filename
 from comfyfleet.errors import ComfyfleetError, UsageError
 from comfyfleet.remote.layout import InstanceLayout
-from comfyfleet.remote.modelfiles import PART_SUFFIX, Removed
+from comfyfleet.remote.modelfiles import PART_SUFFIX, Removed, record_holds
 from comfyfleet.remote.ssh import SshConnection
 from comfyfleet.services.cloud import Cloud
 from comfyfleet.services.models_pull import (
@@ -139,10 +139,12 @@ async def list_on(
     listing = await model_files(conn, layout).listing(dirs)
     out: list[ModelFile] = []
     for directory in dirs:
-        for name, size in listing.folders.get(directory, ()):
+        for name, size, mtime in listing.folders.get(directory, ()):
             rel = f"{directory}/{name}"
             partial = name.endswith(PART_SUFFIX)
             entry = listing.index.get(rel) if not partial else None
+            if not record_holds(entry, size, mtime):
+                entry = None  # replaced or rewritten since it was recorded: unknown again
             out.append(
                 ModelFile(
                     DIR_FOLDERS[directory],

@@ -27,7 +27,7 @@ from comfyfleet.errors import ChecksumMismatch, DiskFull, DownloadFailed, UsageE
 from comfyfleet.remote import download
 from comfyfleet.remote.download import DownloadRequest, HeadAnswer
 from comfyfleet.remote.layout import InstanceLayout
-from comfyfleet.remote.modelfiles import FileState, ModelFiles
+from comfyfleet.remote.modelfiles import FileState, ModelFiles, record_holds
 from comfyfleet.remote.ssh import SshConnection
 from comfyfleet.services.models_source import (
     HF_HINT,
@@ -223,7 +223,7 @@ class _Pull:
         expected = self.source.sha256 or known
         entry = state.entry or {}
         # Our own record is trusted while the file keeps the size and time it had when placed.
-        recorded = entry.get("size") == state.size and entry.get("mtime") == state.mtime
+        recorded = record_holds(entry, state.size, state.mtime)
         if recorded and expected is None and entry.get("source_id") == self.sid:
             return self._result("present", entry)
         if recorded and expected is not None and entry.get("sha256") == expected:
