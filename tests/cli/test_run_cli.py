@@ -194,6 +194,18 @@ def test_unreachable_server(cli: Any) -> None:
     assert "127.0.0.1:9" in result.stderr
 
 
+def test_a_missing_or_broken_workflow_fails_before_connecting(cli: Any, tmp_path: Path) -> None:
+    # Port 9 answers nothing: reaching the server would fail with 7, not these.
+    missing = cli("run", str(tmp_path / "absent.json"), "--target", "http://127.0.0.1:9")
+    assert missing.code == 2
+    assert "absent.json: no such file" in missing.stderr and "127.0.0.1:9" not in missing.stderr
+    broken = tmp_path / "broken.json"
+    broken.write_text('{"nodes": [')
+    result = cli("run", str(broken), "--target", "http://127.0.0.1:9")
+    assert result.code == 3
+    assert "broken.json: not JSON" in result.stderr and "127.0.0.1:9" not in result.stderr
+
+
 def test_bad_target(cli: Any) -> None:
     result = cli("run", str(sample_path(TXT2IMG)), "--target", "ftp://my-box")
     assert result.code == 2

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from tests.nodes.packs import commit, make_pack
 
-from comfyfleet.errors import UnsafeSource, UsageError, WorkflowFormatError
+from comfyfleet.errors import UnsafeSource, UsageError
 from comfyfleet.services.prepare import PrepareRequest, prepare
 from comfyfleet.state import EventKind
 
@@ -206,6 +206,6 @@ async def test_bad_input_is_refused_before_anything_changes(world: World, tmp_pa
         await prepare(cloud, PrepareRequest(flow, "box", packs=("Nope=file:///srv/pack",)))
     with pytest.raises(UsageError, match="CLASS=PACK"):
         await prepare(cloud, PrepareRequest(flow, "box", packs=("no-equals-sign",)))
-    with pytest.raises(WorkflowFormatError, match="no such file"):
+    with pytest.raises(UsageError, match="no such file"):
         await prepare(cloud, PrepareRequest(tmp_path / "missing.json", "box"))
     assert len(world.events("box", *CHANGES)) == events

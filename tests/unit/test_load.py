@@ -12,7 +12,7 @@ from PIL import Image
 from PIL.PngImagePlugin import PngInfo
 
 from comfyfleet.comfy.workflow.load import load_workflow
-from comfyfleet.errors import WorkflowFormatError
+from comfyfleet.errors import UsageError, WorkflowFormatError
 
 API = {
     "1": {"class_type": "EmptyLatentImage", "inputs": {"width": 64, "height": 64, "batch_size": 1}},
@@ -123,7 +123,7 @@ def test_ui_with_broken_links_and_missing_files(
     path.write_text(json.dumps(ui_workflow))
     with pytest.raises(WorkflowFormatError, match="links to missing node 40"):
         load_workflow(path)
-    with pytest.raises(WorkflowFormatError, match="no such file"):
+    with pytest.raises(UsageError, match="no such file"):
         load_workflow(tmp_path / "absent.json")
 
 

@@ -53,7 +53,7 @@ def check_git_url(url: str) -> str:
             break
         return text
     raise UnsafeSource(
-        f"not a usable git repository URL: {text[:200]!r}",
+        f"not a usable git repository URL: {url.strip()[:200]!r}",
         hint="give https://host/owner/repo(.git), git@host:owner/repo(.git) or "
         "file:///path/to/repo, without spaces, quotes, credentials or shell characters",
     )

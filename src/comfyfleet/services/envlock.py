@@ -8,8 +8,8 @@ What is read, over one SSH session: the ComfyUI folder's git HEAD and origin (wh
 checkout) and /system_stats's versions; every custom_nodes entry with its origin and commit
 (`remote.custom_nodes`); the torch guard's protected versions; `pip freeze` of the ComfyUI
 venv; every model file with the sha256 and source comfyfleet's index recorded, files without
-one hashed on the instance (said so, per file) and their sha256 recorded for the next read. `env apply` (`envlock_apply`) reads a
-target the same way.
+one hashed on the instance (said so, per file) and their sha256 recorded for the next read.
+`env apply` (`envlock_apply`) reads a target the same way.
 """
 
 from __future__ import annotations

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from comfyfleet.comfy.client import ComfyClient
+from comfyfleet.comfy.workflow.load import load_workflow
 from comfyfleet.comfy.workflow.overrides import apply_overrides, apply_uploads, parse_inputs
 from comfyfleet.comfy.workflow.validate import ensure_valid
 from comfyfleet.config import Settings
@@ -112,13 +113,15 @@ async def run_workflow(
     started = clock.monotonic()
     job_id = request.job_id or new_job_id(clock)
     input_files = parse_inputs(request.inputs)
+    # Read before connecting: a missing or broken file fails at once, offline.
+    loaded = load_workflow(request.workflow)
     async with ComfyClient(
         request.target.url, token=request.target.token, settings=settings.comfy, clock=clock
     ) as client:
         notify(Stage("connecting", request.target.display))
         catalog, stats = await asyncio.gather(client.object_info(), client.system_stats())
         notify(Stage("preparing", str(request.workflow)))
-        prepared = prepare_prompt(request.workflow, catalog)
+        prepared = prepare_prompt(loaded, catalog)
         prompt, changes = apply_overrides(prepared.api, catalog, request.sets)
         uploaded: dict[tuple[str, str], str] = {}
         for item in input_files:

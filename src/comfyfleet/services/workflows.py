@@ -40,13 +40,10 @@ class PreparedWorkflow:
         return canonical_sha256(prompt)
 
 
-def prepare_prompt(path: Path, catalog: NodeCatalog) -> PreparedWorkflow:
-    """Load `path` (UI or API format) and return it in API format, converted with `catalog`."""
-    loaded = load_workflow(path)
-    return _to_api(loaded, catalog)
-
-
-def _to_api(loaded: LoadedWorkflow, catalog: NodeCatalog) -> PreparedWorkflow:
+def prepare_prompt(source: Path | LoadedWorkflow, catalog: NodeCatalog) -> PreparedWorkflow:
+    """The workflow at `source` (a path, or one already loaded; UI or API format) in API
+    format, converted with `catalog`."""
+    loaded = source if isinstance(source, LoadedWorkflow) else load_workflow(source)
     if loaded.format == "ui":
         assert loaded.ui is not None
         return PreparedWorkflow("ui", ui_to_api(loaded.ui, catalog), dict(loaded.ui), loaded.sha256)

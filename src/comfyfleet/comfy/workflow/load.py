@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from comfyfleet.comfy.workflow.ui_graph import check_links, parse_ui_graph
-from comfyfleet.errors import WorkflowFormatError
+from comfyfleet.errors import UsageError, WorkflowFormatError
 
 Format = Literal["api", "ui"]
 _PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -72,9 +72,15 @@ def load_workflow(
     try:
         raw = path.read_bytes()
     except FileNotFoundError as exc:
-        raise WorkflowFormatError(f"{source}: no such file") from exc
+        raise UsageError(
+            f"workflow file {source}: no such file",
+            hint="check the path (a workflow saved from ComfyUI: Workflow > Save or Export (API))",
+        ) from exc
     except OSError as exc:
-        raise WorkflowFormatError(f"{source}: cannot be read ({exc.strerror or exc})") from exc
+        raise UsageError(
+            f"workflow file {source} cannot be read ({exc.strerror or exc})",
+            hint="give a readable JSON or PNG file",
+        ) from exc
     if raw.startswith(_PNG_MAGIC):
         return _from_png(raw, source, prefer)
     try:
