@@ -18,6 +18,7 @@ import pytest
 
 from comfyfleet.sandbox.vast import pids
 from comfyfleet.sandbox.vast.process import stop_running
+from comfyfleet.util.processes import pid_alive
 
 
 def _comfyfleet() -> list[str]:
@@ -80,7 +81,7 @@ def test_start_detach_status_stop(state: Path) -> None:
 
     code, stopped = run_json("sandbox", "stop", *base)
     assert code == 0 and stopped == {"stopped": True, "pid": started["pid"]}
-    assert not pids.is_alive(started["pid"])
+    assert not pid_alive(started["pid"])
     assert not (state / "sandbox.json").exists()
     code, status = run_json("sandbox", "status", *base)
     assert code == 1 and status["running"] is False

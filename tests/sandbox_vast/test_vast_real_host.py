@@ -15,6 +15,7 @@ from comfyfleet.sandbox.vast import pids
 from comfyfleet.sandbox.vast.knobs import Durations, VastKnobs
 from comfyfleet.sandbox.vast.process import start_detached, stop_running
 from comfyfleet.sandbox.vast.server import SandboxVast
+from comfyfleet.util.processes import pid_alive
 
 from .conftest import Api, client_for
 
@@ -103,5 +104,5 @@ def test_sandbox_stop_takes_its_hosts_with_it(tmp_path: Path) -> None:
         assert pids.is_ours(host_pid, "comfyfleet.sandbox.host")
     finally:
         stop_running(state)
-    assert not pids.is_alive(running.pid)
+    assert not pid_alive(running.pid)
     assert pids.wait_gone(host_pid, 10)

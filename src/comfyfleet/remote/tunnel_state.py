@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Literal
 
 from comfyfleet.remote.target import safe_file_name
+from comfyfleet.util.processes import pid_alive
 
 TunnelStatus = Literal["connecting", "up", "reconnecting", "closed"]
 FORMAT_VERSION = 1
@@ -86,34 +86,3 @@ def list_tunnels(folder: Path, *, include_stale: bool = False) -> list[TunnelRec
 def tunnel_state_file(folder: Path, instance_ref: str) -> Path:
     """Where a tunnel to `instance_ref` records its state in `folder`."""
     return folder / f"{safe_file_name(instance_ref)}.json"
-
-
-def pid_alive(pid: int) -> bool:
-    """Whether a process with this pid runs (never signals it, on any platform)."""
-    if pid <= 0:
-        return False
-    if sys.platform == "win32":
-        return _windows_pid_alive(pid)
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # it exists, owned by someone else
-    return True
-
-
-def _windows_pid_alive(pid: int) -> bool:
-    # os.kill(pid, 0) would terminate the process on Windows: ask the kernel instead.
-    import ctypes
-
-    kernel32 = ctypes.windll.kernel32  # type: ignore[attr-defined,unused-ignore]
-    handle = kernel32.OpenProcess(0x1000, False, pid)  # PROCESS_QUERY_LIMITED_INFORMATION
-    if not handle:
-        return False
-    try:
-        code = ctypes.c_ulong()
-        ok = kernel32.GetExitCodeProcess(handle, ctypes.byref(code))
-        return bool(ok) and code.value == 259  # STILL_ACTIVE
-    finally:
-        kernel32.CloseHandle(handle)

@@ -19,6 +19,7 @@ from comfyfleet.models.vast import Instance
 from comfyfleet.services.cloud import Cloud
 from comfyfleet.state import Intent, IntentStatus
 from comfyfleet.state.rows import tracking_tag
+from comfyfleet.util.processes import pid_alive
 
 
 @dataclass(frozen=True)
@@ -44,15 +45,7 @@ def _owner_alive(intent: Intent) -> bool:
     pid = intent.request.get("owner_pid")
     if intent.request.get("owner_host") != socket.gethostname() or not isinstance(pid, int):
         return False
-    if pid == os.getpid():
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+    return pid == os.getpid() or pid_alive(pid)
 
 
 def _in_flight(cloud: Cloud, intent: Intent) -> bool:

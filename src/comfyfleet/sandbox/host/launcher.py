@@ -32,6 +32,7 @@ from comfyfleet.sandbox.host.spec import (
     HostSpec,
     write_private,
 )
+from comfyfleet.util.processes import pid_alive
 
 STOP_TIMEOUT = 15.0
 
@@ -101,7 +102,7 @@ class HostProcess:
     def attach(cls, root: Path) -> HostProcess | None:
         """The host already running for `root` (after a launcher restart), or None."""
         endpoints = Endpoints.read(root.resolve())
-        if endpoints is None or not _pid_alive(endpoints.pid):
+        if endpoints is None or not pid_alive(endpoints.pid):
             return None
         return cls(root.resolve(), pid=endpoints.pid)
 
@@ -146,7 +147,7 @@ class HostProcess:
     def alive(self) -> bool:
         if self._popen is not None:
             return self._popen.poll() is None
-        return _pid_alive(self.pid)
+        return pid_alive(self.pid)
 
     def wait_ready(self, timeout: float) -> None:
         """Block until SSH and the proxy accept connections; SandboxError if the host died."""
@@ -191,7 +192,7 @@ class HostProcess:
                 self._popen.wait(timeout)
             return
         deadline = time.monotonic() + timeout
-        while _pid_alive(self.pid) and time.monotonic() < deadline:
+        while pid_alive(self.pid) and time.monotonic() < deadline:
             time.sleep(0.05)
 
     def _comfy_pid(self) -> int | None:
@@ -255,13 +256,3 @@ def _accepts(port: int) -> bool:
     with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=1):
         return True
     return False
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True

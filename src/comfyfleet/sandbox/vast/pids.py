@@ -14,24 +14,7 @@ import sys
 import time
 from pathlib import Path
 
-
-def is_alive(pid: int) -> bool:
-    """The process exists and is not a zombie."""
-    if pid <= 0:
-        return False
-    stat = Path(f"/proc/{pid}/stat")
-    if stat.exists():
-        with contextlib.suppress(OSError, IndexError):
-            return stat.read_text().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
-    if sys.platform == "win32":
-        return command_line(pid) is not None
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+from comfyfleet.util.processes import pid_alive
 
 
 def command_line(pid: int) -> str | None:
@@ -57,7 +40,7 @@ def command_line(pid: int) -> str | None:
 
 def is_ours(pid: int, *markers: str) -> bool:
     """Alive, and its command line holds every marker (e.g. "comfyfleet", "sandbox")."""
-    if not is_alive(pid):
+    if not pid_alive(pid):
         return False
     line = command_line(pid)
     return line is not None and all(m in line for m in markers)
@@ -66,16 +49,16 @@ def is_ours(pid: int, *markers: str) -> bool:
 def wait_gone(pid: int, timeout: float) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if not is_alive(pid):
+        if not pid_alive(pid):
             return True
         time.sleep(0.05)
-    return not is_alive(pid)
+    return not pid_alive(pid)
 
 
 def terminate(pid: int, *markers: str, timeout: float = 10.0) -> bool:
     """Stop a verified process (SIGTERM, then SIGKILL); True when it is gone."""
     if not is_ours(pid, *markers):
-        return not is_alive(pid)
+        return not pid_alive(pid)
     with contextlib.suppress(ProcessLookupError):
         os.kill(pid, signal.SIGTERM)
     if wait_gone(pid, timeout):

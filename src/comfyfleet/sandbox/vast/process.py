@@ -35,6 +35,7 @@ from comfyfleet.config import Settings
 from comfyfleet.errors import SandboxError
 from comfyfleet.sandbox.vast import pids
 from comfyfleet.sandbox.vast.hosts import HOST_MODULE
+from comfyfleet.util.processes import pid_alive
 
 STATE_FILE = "sandbox.json"
 KEY_FILE = "api_key"
@@ -280,7 +281,7 @@ def stop_running(state_dir: Path, timeout: float = 30.0) -> RunningSandbox | Non
             with contextlib.suppress(subprocess.TimeoutExpired):
                 child.wait(timeout=5)
     _stop_leftover_hosts(state_dir)
-    if recorded is not None and not pids.is_alive(recorded.pid):
+    if recorded is not None and not pid_alive(recorded.pid):
         (state_dir / STATE_FILE).unlink(missing_ok=True)
     return running
 
