@@ -27,7 +27,18 @@ def sandbox_world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str
         "PYTHON_KEYRING_BACKEND": "keyring.backends.fail.Keyring",
     }
     env.pop("VAST_API_KEY", None)
-    started = run(env, "sandbox", "start", "--detach", "--speed", "100", "--json")
+    # --exit-with: a killed test run leaves no sandbox behind.
+    started = run(
+        env,
+        "sandbox",
+        "start",
+        "--detach",
+        "--speed",
+        "100",
+        "--json",
+        "--exit-with",
+        str(os.getpid()),
+    )
     assert started.returncode == 0, started.stderr
     try:
         yield env

@@ -67,7 +67,17 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
         "PYTHON_KEYRING_BACKEND": "keyring.backends.fail.Keyring",
     }
     env.pop("VAST_API_KEY", None)
-    started = _run(env, "sandbox", "start", "--detach", "--speed", "100", "--json")
+    started = _run(
+        env,
+        "sandbox",
+        "start",
+        "--detach",
+        "--speed",
+        "100",
+        "--json",
+        "--exit-with",
+        str(os.getpid()),
+    )
     assert started.returncode == 0, started.stderr
     try:
         yield env

@@ -173,3 +173,23 @@ def test_a_killed_server_can_be_started_again(state: Path) -> None:
     assert run_json("sandbox", "status", *base)[0] == 1  # the stale record is not trusted
     code, again = run_json("sandbox", "start", "--detach", "--no-hosts", *base)
     assert code == 0 and again["already_running"] is False and again["pid"] != started["pid"]
+
+
+def test_exit_with_stops_the_sandbox_when_its_owner_ends(state: Path) -> None:
+    base = ("--state-dir", str(state))
+    owner = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
+    try:
+        code, started = run_json(
+            "sandbox", "start", "--detach", "--no-hosts", "--exit-with", str(owner.pid), *base
+        )
+        assert code == 0 and pid_alive(started["pid"])
+        time.sleep(1.0)
+        assert pid_alive(started["pid"])  # stays while its owner runs
+    finally:
+        owner.kill()
+        owner.wait()
+    assert pids.wait_gone(started["pid"], 15), "the sandbox outlived the process it exits with"
+    assert not (state / "sandbox.json").exists()  # a clean stop, not a crash
+    missing = run("sandbox", "start", "--detach", "--exit-with", str(owner.pid), *base)
+    assert missing.returncode == 2 and "--exit-with" in missing.stderr
+    assert str(owner.pid) in missing.stderr

@@ -66,6 +66,12 @@ def start(
     no_hosts: bool = typer.Option(
         False, "--no-hosts", help="Start no host processes (instances get made-up ports)."
     ),
+    exit_with: int | None = typer.Option(
+        None,
+        "--exit-with",
+        metavar="PID",
+        help="Stop once process PID ends (a script or test run that may be killed).",
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """Run the simulated Vast cloud on 127.0.0.1 (foreground until Ctrl+C, or --detach)."""
@@ -74,6 +80,7 @@ def start(
     from comfyfleet.cli.common import EXIT_INTERRUPTED, emit_json, fail
     from comfyfleet.errors import SandboxError
     from comfyfleet.sandbox.vast import process
+    from comfyfleet.util.processes import pid_alive
 
     if speed <= 0:
         raise typer.BadParameter("must be positive", param_hint="--speed")
@@ -85,8 +92,11 @@ def start(
         else:
             typer.echo(f"the sandbox is already running at {running.url} (pid {running.pid})")
         return
+    if exit_with is not None and not pid_alive(exit_with):
+        raise typer.BadParameter(f"no process with pid {exit_with} runs", param_hint="--exit-with")
     options: dict[str, Any] = {
-        "port": port, "speed": speed, "seed": seed, "credit": credit, "hosts": not no_hosts
+        "port": port, "speed": speed, "seed": seed, "credit": credit, "hosts": not no_hosts,
+        "exit_with": exit_with,
     }  # fmt: skip
     if detach:
         try:

@@ -19,6 +19,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--credit", type=float, default=50.0)
     parser.add_argument("--no-hosts", action="store_true", help="made-up ports, no host processes")
+    parser.add_argument("--exit-with", type=int, default=None, help="stop when this pid ends")
     args = parser.parse_args(argv)
     if args.speed <= 0:
         parser.error("--speed must be positive")
@@ -35,6 +36,7 @@ def main(argv: list[str] | None = None) -> int:
                 seed=args.seed,
                 credit=args.credit,
                 hosts=not args.no_hosts,
+                exit_with=args.exit_with,
                 ready=ready,
             )
         )

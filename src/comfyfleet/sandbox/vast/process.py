@@ -139,9 +139,11 @@ async def serve(
     seed: int = 0,
     credit: float = 50.0,
     hosts: bool = True,
+    exit_with: int | None = None,
     ready: Callable[[RunningSandbox], None] | None = None,
 ) -> None:
-    """Run the sandbox cloud from `state_dir` until SIGINT/SIGTERM or POST /__sandbox/shutdown."""
+    """Run the sandbox cloud from `state_dir` until SIGINT/SIGTERM, POST /__sandbox/shutdown
+    or, with `exit_with`, until that process ends (scripts and test runs that may be killed)."""
     from comfyfleet.sandbox.vast.server import SandboxVast
 
     with exclusive_lock(state_dir):
@@ -165,16 +167,26 @@ async def serve(
             version=__version__,
             hosts=hosts,
         )
+        watch = asyncio.create_task(_exit_with(exit_with, cloud.request_shutdown))
         try:
             _write_private(state_dir / STATE_FILE, json.dumps(running.public(), indent=2) + "\n")
             if ready is not None:
                 ready(running)
             await cloud.wait_closed()
         finally:
+            watch.cancel()
             await cloud.stop()
             recorded = read_state_file(state_dir)
             if recorded is not None and recorded.pid == os.getpid():
                 (state_dir / STATE_FILE).unlink(missing_ok=True)
+
+
+async def _exit_with(pid: int | None, shutdown: Callable[[], None]) -> None:
+    if pid is None:
+        return
+    while pid_alive(pid):
+        await asyncio.sleep(0.5)
+    shutdown()
 
 
 def start_detached(
@@ -185,6 +197,7 @@ def start_detached(
     seed: int = 0,
     credit: float = 50.0,
     hosts: bool = True,
+    exit_with: int | None = None,
     timeout: float = 30.0,
 ) -> RunningSandbox:
     """Start the sandbox server as a background process and wait until it serves."""
@@ -196,6 +209,8 @@ def start_detached(
     ]  # fmt: skip
     if not hosts:
         command.append("--no-hosts")
+    if exit_with is not None:
+        command += ["--exit-with", str(exit_with)]
     options: dict[str, Any] = {}
     if sys.platform == "win32":
         options["creationflags"] = 0x00000008 | 0x00000200  # DETACHED, NEW_PROCESS_GROUP
