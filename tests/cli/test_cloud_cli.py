@@ -142,6 +142,18 @@ def test_offers_table(world: dict[str, str]) -> None:
     assert prices == sorted(prices)
 
 
+def test_no_match_says_what_was_asked_and_how_to_widen_it(world: dict[str, str]) -> None:
+    result = run(world, "offers", "gpu_ram>=24", "dph<0.01")
+    assert result.returncode == 0 and result.stdout.strip() == "no offers match"
+    assert "gpu_ram>=24000.0 dph_total<0.01" in result.stderr  # what Vast was asked, in its units
+    assert "reliability>0.98" in result.stderr and "reliability=any" in result.stderr
+    up = run(world, "up", "--max-dph", "0.01")
+    assert up.returncode == 2
+    assert "no offer matches:" in up.stderr and "dph_total<=0.01" in up.stderr
+    assert "=any" in up.stderr
+    assert vast_instances(world) == []  # nothing rented
+
+
 def test_sandbox_profile_without_a_running_sandbox(tmp_path: Path) -> None:
     env = {**os.environ, "COMFYFLEET_PATHS__DATA_DIR": str(tmp_path / "nothing")}
     result = subprocess.run(

@@ -5,7 +5,12 @@ from __future__ import annotations
 import pytest
 
 from comfyfleet.vast.query import QueryError
-from comfyfleet.vast.search import OfferDefaults, comfy_offer_query, cuda_floor_from_image
+from comfyfleet.vast.search import (
+    OfferDefaults,
+    comfy_offer_query,
+    cuda_floor_from_image,
+    describe_filters,
+)
 
 IMAGE = "vastai/comfy:v0.8.2-cuda-12.9-py312"
 
@@ -85,3 +90,13 @@ def test_bad_query_or_disk_is_a_usage_error() -> None:
 )
 def test_cuda_floor_from_image(image: str, floor: float | None) -> None:
     assert cuda_floor_from_image(image) == floor
+
+
+def test_describe_filters_shows_every_filter_as_a_term() -> None:
+    query = comfy_offer_query(
+        ["gpu_name in [RTX_4090,RTX_3090]", "verified=any", "geolocation notin [CN,RU]"]
+    )
+    assert describe_filters(query) == (
+        "rentable=true external=false reliability>0.98 inet_down>=200.0 direct_port_count>=4 "
+        'num_gpus=1 gpu_name in ["RTX 4090", "RTX 3090"] geolocation notin ["CN", "RU"]'
+    )

@@ -75,13 +75,14 @@ def offers(
 
     async def body(cloud: Cloud) -> Any:
         request = UpRequest(query=query or [], disk_gb=disk, order=order)
-        return await cloud.vast.search_offers(offer_query(cloud, request, limit=limit))
+        wire = offer_query(cloud, request, limit=limit)
+        return wire, await cloud.vast.search_offers(wire)
 
-    found = with_cloud(ctx, body, as_json)
+    wire, found = with_cloud(ctx, body, as_json)
     if as_json:
         emit_json([o.model_dump(mode="json", by_alias=False) for o in found])
     else:
-        print_offers(found)
+        print_offers(found, wire)
 
 
 def up(

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
 from rich.console import Console
@@ -37,7 +37,17 @@ def _money(value: float | None, digits: int = 3) -> str:
     return "-" if value is None else f"${value:.{digits}f}"
 
 
-def print_offers(offers: Sequence[Offer]) -> None:
+def print_offers(offers: Sequence[Offer], query: Mapping[str, object]) -> None:
+    """The offers as a table; none: what Vast was asked for and how to widen it (stderr)."""
+    if not offers:
+        from comfyfleet.vast.search import NO_MATCH_HINT, describe_filters
+
+        stdout_console().print("no offers match")
+        stderr_console().print(
+            f"searched for: {describe_filters(query)}", highlight=False, soft_wrap=True
+        )
+        stderr_console().print(f"hint: {NO_MATCH_HINT}", highlight=False, soft_wrap=True)
+        return
     table = Table(header_style="bold")
     for col in (
         "offer",
@@ -65,7 +75,7 @@ def print_offers(offers: Sequence[Offer]) -> None:
             f"{o.inet_down or 0:.0f}/{o.inet_up or 0:.0f}",
             o.geolocation or "-",
         )
-    stdout_console().print(table if offers else "no offers match")
+    stdout_console().print(table)
 
 
 def print_up(result: UpResult) -> None:

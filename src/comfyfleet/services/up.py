@@ -21,7 +21,12 @@ from comfyfleet.services.remote_ops import ensure_account_key
 from comfyfleet.services.secrets import web_token
 from comfyfleet.state import MANUAL_POOL, InstanceRow, Intent
 from comfyfleet.state.rows import tracking_tag, vast_label
-from comfyfleet.vast.search import OfferDefaults, comfy_offer_query
+from comfyfleet.vast.search import (
+    NO_MATCH_HINT,
+    OfferDefaults,
+    comfy_offer_query,
+    describe_filters,
+)
 
 # Ports Vast's ComfyUI template opens: portal, Jupyter, ComfyUI (proxy), API wrapper.
 TEMPLATE_PORTS = (1111, 8080, 8188, 8288)
@@ -97,11 +102,12 @@ async def up(cloud: Cloud, request: UpRequest, progress: Progress) -> UpResult:
     # Registered before the create, so the new instance comes up with our key installed.
     await ensure_account_key(cloud)
     progress("searching offers")
-    offers = await cloud.vast.search_offers(offer_query(cloud, request, limit=20))
+    query = offer_query(cloud, request, limit=20)
+    offers = await cloud.vast.search_offers(query)
     if not offers:
         raise UsageError(
-            "no offer matches the query",
-            hint="relax it (comfyfleet offers shows what is available), e.g. raise --max-dph",
+            f"no offer matches: {describe_filters(query)}",
+            hint=f"{NO_MATCH_HINT}; comfyfleet offers shows what is available",
         )
     image, disk = request.image or vs.image, request.disk_gb or vs.disk_gb
     last_error: NotReady | OfferUnavailable | None = None

@@ -21,8 +21,9 @@ without that much free disk drop out), order by `score` descending, type on-dema
 
 from __future__ import annotations
 
+import json
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from comfyfleet.vast.query import Filters, QueryError, build_query
@@ -117,3 +118,28 @@ def comfy_offer_query(
         limit=limit,
         storage_gb=disk_gb,
     )
+
+
+_SHOWN_OPS = {"eq": "=", "neq": "!=", "gt": ">", "gte": ">=", "lt": "<", "lte": "<="}
+# Wire keys of a search that are no filters.
+_NOT_FILTERS = frozenset({"order", "type", "limit", "allocated_storage"})
+
+
+def describe_filters(query: Mapping[str, object]) -> str:
+    """The filters of a wire query as `field op value` terms (wire units: gpu_ram in MB), for
+    messages that say what Vast was asked for."""
+    terms: list[str] = []
+    for name, ops in query.items():
+        if name in _NOT_FILTERS or not isinstance(ops, Mapping):
+            continue
+        for op, value in ops.items():
+            shown = json.dumps(value) if isinstance(value, bool | list) else str(value)
+            terms.append(f"{name}{_SHOWN_OPS.get(str(op), f' {op} ')}{shown}")
+    return " ".join(terms)
+
+
+#: What to say when no offer matches.
+NO_MATCH_HINT = (
+    "relax a filter, or drop a ComfyUI default by naming it with =any "
+    "(e.g. reliability=any, inet_down=any, verified=any)"
+)
