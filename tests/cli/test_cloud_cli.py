@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import time
@@ -65,6 +66,11 @@ def test_instance_lifecycle(world: dict[str, str], tmp_path: Path) -> None:
     shown = json.loads(run(world, "show", "atelier", "--json").stdout)
     assert shown["id"] == info["id"] and shown["cost_usd"] > 0
     assert [e["kind"] for e in shown["events"]].count("renamed") == 1
+    text = run(world, "show", "atelier").stdout  # for people: dates, durations, dollars
+    assert re.search(r"created_at: \d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC", text), text
+    assert re.search(r"running_seconds: \d+h \d\dm \d\ds", text)
+    assert re.search(r"cost_usd: \$\d+\.\d{4}", text) and "destroyed_at: -" in text
+    assert re.search(r"\d\d:\d\d:\d\d  status loading -> running", text)
 
     stopped = run(world, "stop", "atelier", "--json")
     assert stopped.returncode == 0, stopped.stderr

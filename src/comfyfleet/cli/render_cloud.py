@@ -119,14 +119,37 @@ def print_instances(views: Sequence[InstanceView]) -> None:
     stdout_console().print(table if views else "no instances")
 
 
+def _utc(at: float) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(at))
+
+
+def _shown_value(key: str, value: object) -> object:
+    """How `show` prints one field: times in UTC, durations and money for people."""
+    if value is None or isinstance(value, bool) or not isinstance(value, int | float):
+        return "-" if value is None else value
+    if key.endswith("_at"):
+        return f"{_utc(value)} UTC"
+    if key.endswith("_seconds"):
+        hours, rest = divmod(int(value), 3600)
+        return f"{hours}h {rest // 60:02d}m {rest % 60:02d}s"
+    if key.endswith("_usd"):
+        return f"${value:.4f}"
+    return value
+
+
 def print_show(shown: InstanceView, events: Sequence[InstanceEvent]) -> None:
     out = stdout_console()
     for key, value in shown.to_json().items():
-        out.print(f"{key:>16}: {value}", markup=False)
-    out.print("events:")
+        out.print(f"{key:>16}: {_shown_value(key, value)}", markup=False)
+    out.print("events (UTC):")
     for e in events:
-        when = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(e.at))
-        change = f" {e.from_status or ''} -> {e.to_status}" if e.to_status else ""
+        when = _utc(e.at)
+        if not e.to_status:
+            change = ""
+        elif e.from_status:
+            change = f" {e.from_status} -> {e.to_status}"
+        else:
+            change = f" ({e.to_status})"
         if e.kind == "nodes":  # what was done to which pack says more than the status
             d = e.detail
             change = " " + " ".join(
