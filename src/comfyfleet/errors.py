@@ -196,10 +196,24 @@ class ComfyError(ComfyfleetError):
 
 
 class ComfyUnreachable(ComfyError):
-    """The server could not be reached (refused, reset, timed out); worth retrying."""
+    """The server could not be reached (refused, reset, timed out); worth retrying.
+
+    `maybe_delivered`: the request may have reached the server (the answer was lost or late),
+    so a POST may have taken effect.
+    """
 
     exit_code = 7
     retryable = True
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        hint: str | None = None,
+        maybe_delivered: bool = False,
+    ) -> None:
+        self.maybe_delivered = maybe_delivered
+        super().__init__(message, hint=hint)
 
 
 class ComfyAuthError(ComfyError):

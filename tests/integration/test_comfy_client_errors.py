@@ -38,13 +38,15 @@ def closed_port() -> int:
     return port
 
 
-def mock_client(handler: Callable[[httpx.Request], httpx.Response]) -> ComfyClient:
+def mock_client(
+    handler: Callable[[httpx.Request], httpx.Response], *, speed: float = 1000.0
+) -> ComfyClient:
     return ComfyClient(
         f"http://127.0.0.1:{closed_port()}",
         token=TOKEN,
         transport=httpx.MockTransport(handler),
         settings=FAST,
-        clock=ScaledClock(1000.0),
+        clock=ScaledClock(speed),
     )
 
 
@@ -147,15 +149,21 @@ async def test_unexpected_bodies_are_protocol_errors() -> None:
 class LossyServer:
     """Queues prompts like ComfyUI; `lose` says which POSTs break before their answer."""
 
-    def __init__(self, lose: Callable[[int], type[httpx.TransportError] | None]) -> None:
+    def __init__(
+        self, lose: Callable[[int], type[httpx.TransportError] | None], *, shows_after: int = 0
+    ) -> None:
         self.lose = lose
+        self.shows_after = shows_after  # /queue reads before a queued prompt appears in them
         self.posts = 0
+        self.queue_reads = 0
         self.queued: list[dict[str, object]] = []
 
     def __call__(self, request: httpx.Request) -> httpx.Response:
         path = request.url.path
         if path == "/queue":
-            items = [[i, b["prompt_id"], b["prompt"], {}, []] for i, b in enumerate(self.queued)]
+            self.queue_reads += 1
+            shown = self.queued if self.queue_reads > self.shows_after else []
+            items = [[i, b["prompt_id"], b["prompt"], {}, []] for i, b in enumerate(shown)]
             return httpx.Response(200, json={"queue_running": [], "queue_pending": items})
         if path.startswith("/history/"):
             return httpx.Response(200, json={})
@@ -182,6 +190,17 @@ async def test_lost_answer_is_not_posted_twice() -> None:
         accepted = await client.queue_prompt(PROMPT)
     assert server.posts == 1 and len(server.queued) == 1
     assert accepted.existing and accepted.prompt_id == server.queued[0]["prompt_id"]
+
+
+async def test_a_slow_server_gets_time_to_queue_before_a_second_post() -> None:
+    # The answer timed out while ComfyUI was still validating: the prompt shows in the queue
+    # only later (here after 8 reads, ~10 s of the client's clock), and must not be sent again.
+    server = LossyServer(lambda n: httpx.ReadTimeout if n == 1 else None, shows_after=8)
+    # 100x (not 1000x): the 30 s window must not pass in the real time the requests take.
+    async with mock_client(server, speed=100.0) as client:
+        accepted = await client.queue_prompt(PROMPT, prompt_id="job-slow")
+    assert server.posts == 1 and accepted.existing and accepted.prompt_id == "job-slow"
+    assert server.queue_reads == 9
 
 
 async def test_post_that_never_landed_is_sent_again() -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import itertools
 import logging
 import uuid
 from collections.abc import Callable, Mapping, Sequence
@@ -52,6 +53,9 @@ log = logging.getLogger(__name__)
 
 #: POSTs of one prompt (each after checking that the previous one did not land).
 SUBMIT_ATTEMPTS = 3
+#: Seconds a POST /prompt whose answer was lost may take to show in the queue before it is
+#: taken as never arrived (ComfyUI validates a prompt before queueing it).
+LANDING_WINDOW = 30.0
 
 # /object_info is ~0.5 MB and changes only when nodes are installed: one copy per server
 # (base URL + token) for the whole process; `object_info(refresh=True)` replaces it.
@@ -219,14 +223,29 @@ class ComfyClient(FileCalls, AsyncResource):
         raise last
 
     async def _look_after_failure(self, pid: str, error: ComfyUnreachable) -> PromptAccepted | None:
-        """Whether a POST that broke did land; raises `error` if the server stays unreachable."""
-        for delay in RETRY_DELAYS:
-            await self._clock.sleep(delay)
+        """Whether a POST that broke did land; raises `error` if the server stays unreachable.
+
+        A POST the server may have received is looked for during `LANDING_WINDOW`, not once:
+        posting again while the first is still being validated would run the prompt twice.
+        """
+        deadline = self._clock.monotonic() + (LANDING_WINDOW if error.maybe_delivered else 0.0)
+        reached = False
+        for attempt in itertools.count():
+            await self._clock.sleep(RETRY_DELAYS[min(attempt, len(RETRY_DELAYS) - 1)])
             try:
-                return await self._find_known(pid)
+                known = await self._find_known(pid)
             except ComfyUnreachable:
-                continue
-        raise error
+                known = None
+            else:
+                reached = True
+            if known is not None:
+                return known
+            tried = reached or attempt + 1 >= len(RETRY_DELAYS)
+            if tried and self._clock.monotonic() >= deadline:
+                break
+        if not reached:
+            raise error
+        return None
 
     async def _find_known(self, pid: str) -> PromptAccepted | None:
         # Queue first, then history: an item leaves the queue as its history entry is written.

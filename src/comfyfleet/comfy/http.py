@@ -213,7 +213,9 @@ class ComfyHttp:
             )
         if code in RETRY_STATUSES:
             raise ComfyUnreachable(
-                f"{where}: HTTP {code} from a proxy in front of ComfyUI", hint=UNREACHABLE_HINT
+                f"{where}: HTTP {code} from a proxy in front of ComfyUI",
+                hint=UNREACHABLE_HINT,
+                maybe_delivered=code in _GATEWAY_MAY_HAVE_SENT,
             )
         raise ComfyProtocolError(f"{where}: HTTP {code}" + (f": {body}" if body else ""))
 
@@ -221,6 +223,7 @@ class ComfyHttp:
         return ComfyUnreachable(
             f"cannot reach ComfyUI at {self.display_url} ({what}: {_describe(exc)})",
             hint=UNREACHABLE_HINT,
+            maybe_delivered=not isinstance(exc, _NEVER_SENT),
         )
 
     async def download(self, path: str, params: Mapping[str, str], dest: Path) -> Fetched:
@@ -280,6 +283,14 @@ class _RetryStatus(Exception):
     def __init__(self, status: int) -> None:
         super().__init__(status)
         self.status = status
+
+
+# Failures that leave the request unsent; any other may come after the server has it.
+_NEVER_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout, httpx.WriteError,
+               httpx.WriteTimeout, httpx.UnsupportedProtocol)  # fmt: skip
+# Gateway answers that can come after the request was passed on (502 bad gateway after the
+# upstream dropped, 504 gateway timeout); a 503 means it was not.
+_GATEWAY_MAY_HAVE_SENT = frozenset({502, 504})
 
 
 def _retryable_transport(exc: httpx.TransportError) -> bool:
