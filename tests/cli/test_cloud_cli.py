@@ -217,3 +217,21 @@ def test_ctrl_c_while_up_waits_leaves_a_tracked_instance_and_says_so(world: dict
     assert f"comfyfleet destroy {inst['id']}" in err
     assert untracked_billing(world) == []
     destroy_all(world)
+
+
+def test_destroy_without_an_answer_says_to_pass_yes(world: dict[str, str]) -> None:
+    # No instance is needed: the question comes before anything is looked up.
+    result = subprocess.run(
+        [exe(), "destroy", "some-box"],
+        env=world,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2
+    assert "no answer to" in result.stderr and "pass --yes" in result.stderr
+    declined = subprocess.run(
+        [exe(), "destroy", "some-box"], env=world, input="n\n", capture_output=True, text=True
+    )
+    assert declined.returncode == 1 and "error" not in declined.stderr

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
-from comfyfleet.cli.common import emit_json, global_options, run_async
+from comfyfleet.cli.common import confirm, emit_json, global_options, run_async
 
 if TYPE_CHECKING:
     from comfyfleet.config import Settings
@@ -290,8 +290,6 @@ async def backup_first(cloud: Cloud, ref: str, *, verb: str, yes: bool) -> Guard
     if yes:
         why = "a leaked instance costs more than a lost backup" if verb == "destroy" else "--yes"
         typer.echo(f"going on without a backup ({why})", err=True)
-    elif not typer.confirm(
-        f"{verb} {row.display_name} without backing up its workflows?", default=False, err=True
-    ):
+    elif not confirm(f"{verb} {row.display_name} without backing up its workflows?"):
         raise typer.Abort()
     return outcome

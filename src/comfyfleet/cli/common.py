@@ -107,3 +107,20 @@ def fail(exc: BaseException, *, as_json: bool = False) -> NoReturn:
         if hint:
             console.print(Text.assemble(("hint: ", "yellow"), hint))
     raise typer.Exit(code)
+
+
+def confirm(question: str, *, as_json: bool = False, default: bool = False) -> bool:
+    """Ask `question` (y/n) on standard input. When input ends unanswered (a script, a closed
+    pipe) that is a usage error (exit 2) saying to pass --yes, not a bare "Aborted!"."""
+    try:
+        return typer.confirm(question, default=default, err=True)
+    except typer.Abort:
+        from comfyfleet.errors import UsageError
+
+        fail(
+            UsageError(
+                f"no answer to \"{question}\" (standard input ended)",
+                hint="pass --yes to go ahead without asking",
+            ),
+            as_json=as_json,
+        )

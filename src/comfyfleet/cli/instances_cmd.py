@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
-from comfyfleet.cli.common import emit_json, global_options, run_async
+from comfyfleet.cli.common import confirm, emit_json, global_options, run_async
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
@@ -241,7 +241,7 @@ def destroy(
 
     Saved workflows the backup repository lacks are backed up first (see --no-backup).
     """
-    if not yes and not typer.confirm(f"destroy instance {ref}? Its disk will be lost"):
+    if not yes and not confirm(f"destroy instance {ref}? Its disk will be lost", as_json=as_json):
         raise typer.Exit(1)
     _simple(ctx, ref, as_json, "destroy", backup=not no_backup, yes=yes)
 
