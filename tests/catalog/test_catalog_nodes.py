@@ -11,6 +11,9 @@ import pytest
 from comfyfleet.catalog.fetch import CATALOG_FILES, shipped
 from comfyfleet.catalog.nodes import NodeIndex
 from comfyfleet.catalog.packs import PackHint
+from comfyfleet.config import Settings
+from comfyfleet.errors import UnsafeSource, UsageError
+from comfyfleet.services.nodes_source import resolve_source
 
 
 @pytest.fixture(scope="module")
@@ -121,3 +124,28 @@ def test_pack_ids_are_unique(index: NodeIndex) -> None:
             by_id.setdefault(cand.pack.id.lower(), set()).add(cand.pack.repo.lower())
             assert index.pack(cand.pack.id) == cand.pack
     assert all(len(repos) == 1 for repos in by_id.values())
+
+
+def test_packs_by_title(index: NodeIndex) -> None:
+    found = index.pack_titled("comfyui   IMPACT pack")  # any case and spacing
+    assert found is not None and found.id == "comfyui-impact-pack"
+    assert index.pack_titled("impact pack") is None  # not a whole title
+    like = [p.id for p in index.packs_titled("impact pack")]
+    assert like[:2] == ["comfyui-impact-pack", "comfyui-impact-subpack"]
+    # Titles holding the word come before packs that have it only in their id or repository.
+    ranked = [p.title for p in index.packs_titled("impact", limit=3)]
+    assert ranked == ["ComfyUI Impact Pack", "ComfyUI Impact Subpack", "IF_LLM"]
+    assert index.packs_titled("no such words anywhere xyzzy") == []
+
+
+async def test_nodes_install_takes_a_title_and_lists_titles_like_an_unknown_name(
+    offline_settings: Settings,
+) -> None:
+    by_title = await resolve_source(offline_settings, "ComfyUI Impact Pack")
+    assert by_title.pack_id == "comfyui-impact-pack" and by_title.name == "ComfyUI-Impact-Pack"
+    with pytest.raises(UsageError) as caught:
+        await resolve_source(offline_settings, "impact pack")
+    assert "comfyui-impact-pack (ComfyUI Impact Pack)" in caught.value.message
+    assert caught.value.hint and "one of these ids" in caught.value.hint
+    with pytest.raises(UnsafeSource):  # shell characters never pass as a title
+        await resolve_source(offline_settings, "Impact; rm -rf /")

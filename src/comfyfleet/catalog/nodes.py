@@ -62,6 +62,10 @@ def _strings(value: Any) -> tuple[str, ...]:
     return tuple(v for v in value if isinstance(v, str)) if isinstance(value, list) else ()
 
 
+def _words(text: str) -> list[str]:
+    return re.findall(r"[a-z0-9]+", text.lower())
+
+
 def _last_segment(url: str) -> str:
     return url.rstrip("/").split("/")[-1]
 
@@ -163,6 +167,35 @@ class NodeIndex:
     def pack(self, ref: str) -> Pack | None:
         found = self.packs_named(ref)
         return found[0] if len(found) == 1 else None
+
+    def pack_titled(self, text: str) -> Pack | None:
+        """The one pack whose title is `text` (any case and spacing), or None."""
+        words = _words(text)
+        found = {id(p): p for p in self._packs.values() if words and _words(p.title) == words}
+        return next(iter(found.values())) if len(found) == 1 else None
+
+    def packs_titled(self, text: str, limit: int = 10) -> list[Pack]:
+        """Packs whose title is `text` (any case and spacing), else those whose title, id or
+        repository holds every word of it; at most `limit`, exact titles first."""
+        words = _words(text)
+        if not words:
+            return []
+        packs = list({id(p): p for p in self._packs.values()}.values())
+        exact = [p for p in packs if _words(p.title) == words]
+        if exact:
+            return exact[:limit]
+        loose = [
+            p for p in packs if all(w in " ".join((p.title, p.id, p.repo)).lower() for w in words)
+        ]
+
+        def rank(p: Pack) -> tuple[int, int, str]:
+            title = _words(p.title)
+            closeness = 0 if all(w in title for w in words) else 1
+            if closeness and not all(w in p.title.lower() for w in words):
+                closeness = 2  # the words are only in the id or the repository
+            return closeness, len(p.title), p.title.lower()
+
+        return sorted(loose, key=rank)[:limit]
 
     def is_core(self, class_type: str) -> bool:
         return class_type in self.core_classes

@@ -119,7 +119,7 @@ def confirm(question: str, *, as_json: bool = False, default: bool = False) -> b
 
         fail(
             UsageError(
-                f"no answer to \"{question}\" (standard input ended)",
+                f'no answer to "{question}" (standard input ended)',
                 hint="pass --yes to go ahead without asking",
             ),
             as_json=as_json,

@@ -1,8 +1,9 @@
 """Which repository a `nodes install` argument names, and the custom_nodes folder it gets.
 
 SOURCE is a git URL (`remote.git.check_git_url`: https, ssh, scp-like, file) or a pack the
-catalogs know: ComfyUI-Manager's id, the Comfy Registry id, GitHub `owner/repo`, or its
-repository URL. Packs ComfyUI-Manager installs by copying or unzipping files are not git
+catalogs know: ComfyUI-Manager's id, the Comfy Registry id, GitHub `owner/repo`, its
+repository URL, or its title ("ComfyUI Impact Pack"; an unknown name lists titles like it).
+Packs ComfyUI-Manager installs by copying or unzipping files are not git
 repositories and are refused with the way out. A catalog's URL is validated like a user's:
 a poisoned catalog entry never reaches a remote command.
 """
@@ -13,13 +14,16 @@ import re
 from dataclasses import dataclass, field
 
 from comfyfleet.catalog import Catalogs
-from comfyfleet.catalog.packs import normalize_repo
+from comfyfleet.catalog.packs import Pack, normalize_repo
 from comfyfleet.config import Settings
 from comfyfleet.errors import UnsafeSource, UsageError
 from comfyfleet.remote.git import check_git_url, repo_dir_name
 
 _PACK_REF = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+@/-]{0,199}$")
 _SCP_LIKE = re.compile(r"^[A-Za-z0-9._-]+@[A-Za-z0-9.-]+:")
+# A pack's title as ComfyUI-Manager shows it ("ComfyUI Impact Pack"): only ever looked up in
+# the catalogs, never put in a command.
+_TITLE = re.compile(r"^[\w][\w .,:&'()+-]{0,199}$")
 GIT_INSTALLS = frozenset({"git-clone", "cnr"})
 
 
@@ -52,28 +56,43 @@ def check_pack_ref(text: str) -> str:
     return text
 
 
+def _unknown(text: str, like: list[Pack]) -> UsageError:
+    if like:
+        listed = "; ".join(f"{p.id} ({p.title})" for p in like)
+        return UsageError(
+            f"no node pack is called {text!r}; packs with titles like it: {listed}",
+            hint="give one of these ids, the pack's GitHub owner/repo, or its git URL",
+        )
+    return UsageError(
+        f"no node pack {text!r} is known to ComfyUI-Manager's list or the Comfy Registry",
+        hint="give the pack's git URL (https://github.com/OWNER/REPO), or its id as "
+        "`comfyfleet workflow deps` lists it",
+    )
+
+
 async def resolve_source(settings: Settings, text: str) -> PackSource:
     """The repository SOURCE names (see the module docstring)."""
     text = text.strip()
     if looks_like_url(text):
         url = check_git_url(text)
         return PackSource(url, repo_dir_name(url))
-    check_pack_ref(text)
+    titled = _TITLE.match(text) is not None and not _PACK_REF.match(text)
+    if not titled:
+        check_pack_ref(text)
     async with Catalogs(settings) as catalogs:
-        pack = await catalogs.pack(text)
+        index = await catalogs.nodes()
+        pack = index.pack_titled(text) if titled else None
+        if pack is None and not titled:
+            pack = await catalogs.pack(text)
         if pack is None:
-            named = (await catalogs.nodes()).packs_named(text)
+            named = [] if titled else index.packs_named(text)
             if len(named) > 1:
                 listed = ", ".join(f"{p.id} ({p.repo})" for p in named[:10])
                 raise UsageError(
                     f"several node packs are named {text!r}: {listed}",
                     hint="give the pack's git URL, or its GitHub owner/repo",
                 )
-            raise UsageError(
-                f"no node pack {text!r} is known to ComfyUI-Manager's list or the Comfy Registry",
-                hint="give the pack's git URL (https://github.com/OWNER/REPO), or its id as "
-                "`comfyfleet workflow deps` lists it",
-            )
+            raise _unknown(text, index.packs_titled(text))
         warnings = tuple(catalogs.warnings)
     if pack.install_type not in GIT_INSTALLS:
         raise UsageError(
