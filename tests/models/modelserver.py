@@ -14,8 +14,9 @@ hubs' metadata APIs) with the download routes, written from the hubs' public beh
 
 Every download answers Range requests (206) and HEAD. Knobs per file name: `cut_once` sends
 half the bytes then drops the connection (once), `stall` sends half then waits for its
-event, `wrong` serves other bytes than announced, `huge` announces a Content-Length no disk
-has. `hits` records (method, path, Range, Authorization) of every download request.
+event, `wrong` serves other bytes than announced, `huge` announces a size no disk has,
+`head_refused` makes /cdn answer HEAD with 403 (signed URLs are signed for GET only).
+`hits` records (method, path, Range, Authorization) of every download request.
 """
 
 from __future__ import annotations
@@ -52,6 +53,7 @@ class ModelServer(Standin):
     stalled: dict[str, asyncio.Event] = field(default_factory=dict)  # set once it stalls
     wrong: set[str] = field(default_factory=set)
     huge: set[str] = field(default_factory=set)
+    head_refused: set[str] = field(default_factory=set)
     hits: list[Hit] = field(default_factory=list)
 
     def sha(self, name: str) -> str:
@@ -97,22 +99,23 @@ class ModelServer(Standin):
             raise web.HTTPNotFound()
         if name in self.wrong:
             body = bytes(b ^ 0x5A for b in body)
-        start = 0
+        total = HUGE if name in self.huge else len(body)
+        start, end = 0, total - 1
         ranged = request.headers.get("Range", "")
-        if ranged.startswith("bytes=") and ranged.endswith("-"):
-            start = int(ranged[6:-1])
+        if ranged.startswith("bytes="):
+            first, _, last = ranged[6:].partition("-")
+            start, end = int(first), min(int(last) if last else end, end)
             if start >= len(body):
-                return web.Response(status=416, headers={"Content-Range": f"bytes */{len(body)}"})
-        length = HUGE if name in self.huge else len(body) - start
-        headers = {"Content-Length": str(length), "Accept-Ranges": "bytes"}
-        if start:
-            headers["Content-Range"] = f"bytes {start}-{len(body) - 1}/{len(body)}"
-        response = web.StreamResponse(status=206 if start else 200, headers=headers)
+                return web.Response(status=416, headers={"Content-Range": f"bytes */{total}"})
+        headers = {"Content-Length": str(end - start + 1), "Accept-Ranges": "bytes"}
+        if ranged:
+            headers["Content-Range"] = f"bytes {start}-{end}/{total}"
+        response = web.StreamResponse(status=206 if ranged else 200, headers=headers)
         await response.prepare(request)
         if request.method == "HEAD":
             await response.write_eof()
             return response
-        rest = body[start:]
+        rest = body[start : end + 1]
         half = len(rest) // 2
         if name in self.cut_once or name in self.stall:
             await response.write(rest[:half])
@@ -173,7 +176,10 @@ class ModelServer(Standin):
 
     async def _cdn(self, request: web.Request) -> web.StreamResponse:
         self._hit(request)
-        return await self._serve(request, request.match_info["name"])
+        name = request.match_info["name"]
+        if request.method == "HEAD" and name in self.head_refused:
+            return web.Response(status=403, text="SignatureDoesNotMatch")
+        return await self._serve(request, name)
 
     def app(self) -> web.Application:
         app = super().app()

@@ -245,6 +245,29 @@ async def test_disk_full_is_refused_before_downloading(world: World) -> None:
     assert not list((world.comfy_dir / "models" / "checkpoints").glob("giant*"))
 
 
+async def test_a_cdn_refusing_head_still_gets_its_size_checked_first(world: World) -> None:
+    # Civitai redirects to a signed CDN URL, signed for GET: its HEAD is refused (403). The
+    # first byte's answer (Range: bytes=0-0) gives the size for the free-space check.
+    world.server.civitai_token = CIVITAI_TOKEN
+    tokens = Tokens(civitai=CIVITAI_TOKEN)
+    world.server.blobs["signed.safetensors"] = blob(21, 150_000)
+    world.server.add_civitai(5151, "signed.safetensors", model=51)
+    world.server.blobs["vast.safetensors"] = blob(22, 1_000)
+    world.server.add_civitai(5252, "vast.safetensors", model=52)
+    world.server.head_refused |= {"signed.safetensors", "vast.safetensors"}
+    world.server.huge.add("vast.safetensors")
+    too_big = await plan_pull(world.cloud.settings, "civitai:52@5252")
+    with pytest.raises(DiskFull) as full:
+        await pull(world.cloud, world.ref, too_big.source, tokens=tokens)
+    assert full.value.needed == 10**18
+    assert [h.range for h in world.server.gets("vast.safetensors")] == ["bytes=0-0"]
+    fits = await plan_pull(world.cloud.settings, "civitai:51@5151")
+    result = await pull(world.cloud, world.ref, fits.source, tokens=tokens)
+    assert result.verified and result.size == 150_000
+    ranges = [h.range for h in world.server.gets("signed.safetensors")]
+    assert ranges[0] == "bytes=0-0" and len(ranges) == 2  # the probe, then the download
+
+
 async def test_a_write_failure_removes_the_partial_file(world: World) -> None:
     url = serve(world, "nospace.safetensors", 9)
     planned = await plan_pull(world.cloud.settings, url, folder="loras")

@@ -75,6 +75,8 @@ def test_head_blocks_give_size_hash_and_the_first_status() -> None:
     assert plain.size == 9 and plain.sha256 is None and not plain.redirected
     early = parse_head("HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 401 Unauthorized\r\n\r\n")
     assert early.first_status == 401
+    ranged = parse_head("HTTP/1.1 206 Partial Content\r\nContent-Range: bytes 0-0/5000\r\n\r\n")
+    assert ranged.ok and ranged.size == 5000  # the probe's answer: the total, not one byte
     failed = parse_head("", 6, "curl: (6) Could not resolve host: nowhere.invalid\n")
     assert failed.first_status is None and "Could not resolve" in failed.error
 

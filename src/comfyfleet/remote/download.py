@@ -11,8 +11,10 @@ into argv (the remote `ps`), an environment assignment, a file or a log; `--disa
 `Authorization` headers when a redirect leaves the host (Hugging Face and Civitai redirect to
 signed CDN URLs), and only http(s) is allowed, redirects included.
 
-`fetch` appends to the `.part` file (`--continue-at -`), holding an advisory lock on it so two
-downloads of one file never interleave; curl's progress meter is parsed into `Progress`.
+`probe` asks for the first byte only, for servers that refuse HEAD (signed CDN URLs), so the
+size is known before a download either way. `fetch` appends to the `.part` file
+(`--continue-at -`), holding an advisory lock on it so two downloads of one file never
+interleave; curl's progress meter is parsed into `Progress`.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from comfyfleet.util.redact import redact_url
 USER_AGENT = f"comfyfleet/{__version__}"
 #: Exit code of the fetch script when another download holds the `.part` file's lock.
 BUSY_EXIT = 75
+_TOO_LARGE = 63  # curl: the announced size exceeds max-filesize
 _CURL_ERROR = re.compile(r"^curl: \((\d+)\) (.*)$")
 _HTTP_ERROR = re.compile(r"returned error: (\d{3})")
 _SIZE = re.compile(r"^(\d+(?:\.\d+)?)([kMGTP]?)$")
@@ -75,9 +78,11 @@ def curl_config(
     request: DownloadRequest,
     *,
     head: bool = False,
+    probe: bool = False,
     output: PurePosixPath | None = None,
 ) -> bytes:
-    """curl's config text for `request`: a HEAD, or a resumable GET into `output`."""
+    """curl's config text for `request`: a HEAD, a one-byte probe GET (headers only), or a
+    resumable GET into `output`."""
     lines = [
         f"url = {_quoted(request.url, 'the download URL')}",
         "globoff",  # `[1-9]` in a URL is text, not a range of files to fetch
@@ -93,6 +98,17 @@ def curl_config(
         lines.append(f"header = {_quoted(f'{name}: {value}', f'the {name} header')}")
     if head:
         lines += ["head", "silent", "max-time = 120"]
+    elif probe:
+        # One byte (Range: bytes=0-0); a server that ignores the range and announces the
+        # whole file is cut off by max-filesize before its body comes (exit 63).
+        lines += [
+            'range = "0-0"',
+            "max-filesize = 1",
+            'dump-header = "-"',
+            'output = "/dev/null"',
+            "silent",
+            "max-time = 120",
+        ]
     else:
         assert output is not None
         lines += [
@@ -140,7 +156,11 @@ def parse_head(stdout: str, exit_code: int = 0, stderr: str = "") -> HeadAnswer:
     blocks = [b for b in blocks if not 100 <= b[0] < 200]
     first = blocks[0] if blocks else None
     last = blocks[-1] if blocks else None
-    size = _int(last[1].get("content-length")) if last and 200 <= last[0] < 300 else None
+    size = None
+    if last and last[0] == 206:  # a ranged answer: the total is in Content-Range
+        size = _int(last[1].get("content-range", "").rpartition("/")[2])
+    elif last and 200 <= last[0] < 300:
+        size = _int(last[1].get("content-length"))
     sha = None
     for _, headers in blocks:
         size = size if size is not None else _int(headers.get("x-linked-size"))
@@ -175,6 +195,18 @@ async def head(conn: SshConnection, request: DownloadRequest) -> HeadAnswer:
         stdin=curl_config(request, head=True),
     )
     return parse_head(done.stdout, done.exit_code, done.stderr)
+
+
+async def probe(conn: SshConnection, request: DownloadRequest) -> HeadAnswer:
+    """Ask for the first byte only, for the answers a HEAD does not give: signed CDN URLs are
+    signed for GET and refuse HEAD. The size comes from Content-Range (or Content-Length)."""
+    done = await run(
+        conn,
+        RemoteCommand.of("curl", "--disable", "--config", "-"),
+        stdin=curl_config(request, probe=True),
+    )
+    code = 0 if done.exit_code == _TOO_LARGE else done.exit_code
+    return parse_head(done.stdout, code, done.stderr)
 
 
 # --- GET -----------------------------------------------------------------------------------

@@ -15,6 +15,7 @@ Nothing is ever placed under the final name unverified.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -276,6 +277,12 @@ class _Pull:
                 status=status,
                 hint="check the repository, revision and path (or the model version)",
             )
+        if answer.size is None and not answer.ok:
+            # Signed CDN URLs refuse HEAD: the first byte's answer gives the size, so the
+            # free-space check still runs before the download.
+            probed = await download.probe(self.conn, self.request)
+            if probed.ok and probed.size is not None:
+                return dataclasses.replace(answer, status=probed.status, size=probed.size)
         return answer
 
     def _auth_error(self, status: int) -> DownloadFailed:
