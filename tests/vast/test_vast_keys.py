@@ -25,6 +25,7 @@ KEY_A = "a" * 64
 KEY_B = "b" * 64
 KEY_C = "c" * 64
 KEY_D = "d" * 64
+KEY_E = "e" * 64
 
 
 class MemoryKeyring:
@@ -89,6 +90,11 @@ def test_lookup_order(home: Path, config_dir: Path) -> None:
     _write(home / ".config" / "vastai" / "vast_api_key", KEY_C + "\n")
     found = find_api_key(env=env, config_dir=config_dir, home=home, keyring=ring)
     assert found is not None and found.value == KEY_C and "vastai CLI" in found.source
+
+    # The vastai CLI's 2FA session key comes before its key file, as the CLI reads them.
+    _write(home / ".config" / "vastai" / "vast_tfa_key", KEY_E)
+    found = find_api_key(env=env, config_dir=config_dir, home=home, keyring=ring)
+    assert found is not None and found.value == KEY_E and "vast_tfa_key" in found.source
 
     _write(config_dir / "vast_api_key", KEY_B)
     found = find_api_key(env=env, config_dir=config_dir, home=home, keyring=ring)

@@ -5,8 +5,9 @@ Lookup order (the first non-empty value wins; whitespace around it is stripped):
 1. the `VAST_API_KEY` environment variable (as the official CLI and SDK);
 2. comfyfleet's stored key: the OS keyring (service `comfyfleet`, user `vast_api_key`) when
    a usable keyring backend exists, then the file `<config dir>/vast_api_key`;
-3. the official vastai CLI's key file, `$XDG_CONFIG_HOME/vastai/vast_api_key` (or
-   `~/.config/vastai/vast_api_key`), then its legacy `~/.vast_api_key`.
+3. the official vastai CLI's files, as it reads them: its 2FA session key
+   `$XDG_CONFIG_HOME/vastai/vast_tfa_key` (or under `~/.config`), its key file
+   `.../vastai/vast_api_key`, then its legacy `~/.vast_api_key`.
 
 The key never goes on a command line, into a log, an error or the database. `store_api_key`
 writes the keyring when it can, else a file created with mode 0600 (never loosened by a
@@ -36,6 +37,7 @@ ENV_VAR = "VAST_API_KEY"
 KEYRING_SERVICE = "comfyfleet"
 KEYRING_USER = "vast_api_key"
 KEY_FILE_NAME = "vast_api_key"
+TFA_FILE_NAME = "vast_tfa_key"  # the vastai CLI's 2FA session key, which it prefers
 MISSING_HINT = (
     "run `comfyfleet login` (it asks for the key and stores it safely), or set VAST_API_KEY; "
     "a key from `vastai set api-key` is found too. Get a key at "
@@ -149,7 +151,8 @@ def vastai_key_files(env: Mapping[str, str] | None = None, home: Path | None = N
     home = home or Path.home()
     xdg = env.get("XDG_CONFIG_HOME")
     config_home = Path(xdg) if xdg else home / ".config"
-    return [config_home / "vastai" / KEY_FILE_NAME, home / ".vast_api_key"]
+    folder = config_home / "vastai"
+    return [folder / TFA_FILE_NAME, folder / KEY_FILE_NAME, home / ".vast_api_key"]
 
 
 def _resolve_keyring(choice: KeyringChoice) -> KeyStore | None:
