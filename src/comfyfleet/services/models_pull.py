@@ -15,7 +15,6 @@ Nothing is ever placed under the final name unverified.
 
 from __future__ import annotations
 
-import dataclasses
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -30,8 +29,8 @@ from comfyfleet.remote.download import DownloadRequest, HeadAnswer
 from comfyfleet.remote.layout import InstanceLayout
 from comfyfleet.remote.modelfiles import FileState, ModelFiles, record_holds
 from comfyfleet.remote.ssh import SshConnection
+from comfyfleet.services.models_head import TRANSIENT_EXITS, ask_server, refused
 from comfyfleet.services.models_source import (
-    HF_HINT,
     Tokens,
     auth_headers,
     folder_dir,
@@ -41,9 +40,6 @@ from comfyfleet.services.models_source import (
 from comfyfleet.util.clock import Clock
 
 MiB = 1024 * 1024
-#: curl exit codes worth a resumed retry: connect, partial file, timeout/stall, empty reply,
-#: send/receive failures, HTTP/2 stream errors.
-TRANSIENT_EXITS = frozenset({7, 16, 18, 28, 52, 55, 56, 92})
 WRITE_ERROR = 23
 RANGE_ERROR = 33
 
@@ -187,12 +183,12 @@ class _Pull:
             kept = await self._existing(state)
             if kept is not None:
                 return kept
-            answer = await self._head()
+            answer = await ask_server(self.conn, self.request, self.source)
             kept = await self._existing(state, answer.sha256)
             if kept is not None:
                 return kept
             raise self._conflict(state)
-        answer = await self._head()
+        answer = await ask_server(self.conn, self.request, self.source)
         expected = self.source.sha256 or answer.sha256
         part = await self._usable_part(state, answer)
         needed = None if answer.size is None else answer.size - part
@@ -251,59 +247,6 @@ class _Pull:
             "there is no sha256 to tell whether it is this file",
             hint=f"give --sha256 to check it (kept when it matches), or remove it first "
             f"(comfyfleet models rm ID {self.rel})",
-        )
-
-    async def _head(self) -> HeadAnswer:
-        answer = await download.head(self.conn, self.request)
-        shown = self.request.shown
-        if answer.exit_code == 127:
-            raise DownloadFailed(
-                f"curl is not installed on {self.conn.target.describe()}",
-                hint="install it there: comfyfleet exec ID -- apt-get install -y curl",
-            )
-        if answer.exit_code != 0 or answer.first_status is None:
-            raise DownloadFailed(
-                f"{shown} could not be reached from {self.conn.target.describe()}: "
-                f"{answer.error or f'curl exit code {answer.exit_code}'}",
-                hint="check the URL; the instance needs outbound internet access",
-                retryable=answer.exit_code in TRANSIENT_EXITS,
-            )
-        status = answer.first_status
-        if status in (401, 403):
-            raise self._auth_error(status)
-        if status in (404, 410):
-            raise DownloadFailed(
-                f"{shown} answered HTTP {status}: no such file",
-                status=status,
-                hint="check the repository, revision and path (or the model version)",
-            )
-        if answer.size is None and not answer.ok:
-            # Signed CDN URLs refuse HEAD: the first byte's answer gives the size, so the
-            # free-space check still runs before the download.
-            probed = await download.probe(self.conn, self.request)
-            if probed.ok and probed.size is not None:
-                return dataclasses.replace(answer, status=probed.status, size=probed.size)
-        return answer
-
-    def _auth_error(self, status: int) -> DownloadFailed:
-        shown = self.request.shown
-        if self.source.kind == "huggingface":
-            why = "refused the token" if self.request.headers else "needs a token"
-            return DownloadFailed(
-                f"{shown} {why} (HTTP {status}): the repository is gated or private",
-                status=status,
-                hint=HF_HINT,
-            )
-        if self.source.kind == "civitai":
-            return DownloadFailed(
-                f"Civitai refused the download of {self.shown} (HTTP {status})",
-                status=status,
-                hint="check CIVITAI_TOKEN: a current API key from civitai.com/user/account",
-            )
-        return DownloadFailed(
-            f"{shown} refused the download (HTTP {status})",
-            status=status,
-            hint="comfyfleet sends no credentials to plain URLs: use a URL that needs none",
         )
 
     async def _usable_part(self, state: FileState, answer: HeadAnswer) -> int:
@@ -379,7 +322,7 @@ class _Pull:
 
     async def _failed(self, got: download.FetchResult, kept: int, transient: bool) -> Exception:
         if got.status in (401, 403):
-            error: DownloadFailed = self._auth_error(got.status)
+            error: DownloadFailed = refused(self.request, self.source, got.status)
         else:
             error = DownloadFailed(
                 f"downloading {self.request.shown} to {self.where} failed: {got.error}",
