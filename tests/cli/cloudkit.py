@@ -14,8 +14,11 @@ import httpx
 import pytest
 
 
-def sandbox_world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
-    """A detached sandbox cloud (for a module-scoped fixture); env for every CLI call."""
+def sandbox_world(
+    tmp_path_factory: pytest.TempPathFactory, **extra: str
+) -> Iterator[dict[str, str]]:
+    """A detached sandbox cloud (for a module-scoped fixture); env for every CLI call,
+    `extra` (COMFYFLEET_* settings) added."""
     base = tmp_path_factory.mktemp("cloud-cli")
     env = {
         **os.environ,
@@ -25,19 +28,13 @@ def sandbox_world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str
         "COMFYFLEET_CONFIG": str(base / "config" / "config.toml"),
         "COMFYFLEET_PROFILE": "sandbox",
         "PYTHON_KEYRING_BACKEND": "keyring.backends.fail.Keyring",
+        **extra,
     }
     env.pop("VAST_API_KEY", None)
     # --exit-with: a killed test run leaves no sandbox behind.
+    owner = str(os.getpid())
     started = run(
-        env,
-        "sandbox",
-        "start",
-        "--detach",
-        "--speed",
-        "100",
-        "--json",
-        "--exit-with",
-        str(os.getpid()),
+        env, "sandbox", "start", "--detach", "--speed", "100", "--json", "--exit-with", owner
     )
     assert started.returncode == 0, started.stderr
     try:

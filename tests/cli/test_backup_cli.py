@@ -28,6 +28,8 @@ import pytest
 from comfyfleet.services.secrets import web_token
 from comfyfleet.state.rows import tracking_tag
 
+from .cloudkit import sandbox_world
+
 BACKUP_TIMEOUT = "4"
 _RNG = random.Random(611)
 # Real-looking secrets, made at run time (this file holds none).
@@ -54,35 +56,12 @@ def ui_workflow(*widget_values: Any) -> dict[str, Any]:
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
     """A detached sandbox cloud for this module; env for every CLI call."""
-    base = tmp_path_factory.mktemp("backup-cli")
-    env = {
-        **os.environ,
-        "HOME": str(base / "home"),
-        "COMFYFLEET_PATHS__DATA_DIR": str(base / "data"),
-        "COMFYFLEET_PATHS__CONFIG_DIR": str(base / "config"),
-        "COMFYFLEET_CONFIG": str(base / "config" / "config.toml"),
-        "COMFYFLEET_PROFILE": "sandbox",
-        "COMFYFLEET_BACKUP__REPO": str(base / "backups"),
-        "COMFYFLEET_BACKUP__TIMEOUT": BACKUP_TIMEOUT,
-        "PYTHON_KEYRING_BACKEND": "keyring.backends.fail.Keyring",
-    }
-    env.pop("VAST_API_KEY", None)
-    started = _run(
-        env,
-        "sandbox",
-        "start",
-        "--detach",
-        "--speed",
-        "100",
-        "--json",
-        "--exit-with",
-        str(os.getpid()),
+    repo = tmp_path_factory.mktemp("backup-cli") / "backups"
+    yield from sandbox_world(
+        tmp_path_factory,
+        COMFYFLEET_BACKUP__REPO=str(repo),
+        COMFYFLEET_BACKUP__TIMEOUT=BACKUP_TIMEOUT,
     )
-    assert started.returncode == 0, started.stderr
-    try:
-        yield env
-    finally:
-        _run(env, "sandbox", "stop")
 
 
 def _run(
