@@ -66,7 +66,7 @@ catches a library's exception. Each error says what happened, to what, and what 
 
 Exit codes (documented in README, "Exit codes"):
     0 ok · 1 other error · 2 usage · 3 workflow invalid · 4 execution failed ·
-    5 interrupted · 6 timeout · 7 unreachable / network · 130 Ctrl+C
+    5 interrupted · 6 timeout · 7 unreachable / network · 130 Ctrl+C · 143 SIGTERM/SIGHUP
 """
 
 from __future__ import annotations

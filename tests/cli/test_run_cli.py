@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pytest
 from PIL import Image
 
 from comfyfleet.services.demo import FILTERS, TXT2IMG, sample_path
@@ -142,7 +143,14 @@ def test_timeout_interrupts_the_remote_prompt(
     _wait_queue_empty(comfy_sandbox_thread.url)
 
 
-def test_ctrl_c_interrupts_the_remote_prompt(comfy_sandbox_thread: Any, tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("signum", "code"),
+    [(signal.SIGINT, 130), (signal.SIGTERM, 143)],  # Ctrl+C; kill, timeout(1), systemd
+    ids=["ctrl-c", "sigterm"],
+)
+def test_ctrl_c_interrupts_the_remote_prompt(
+    comfy_sandbox_thread: Any, tmp_path: Path, signum: int, code: int
+) -> None:
     import shutil
 
     comfy_sandbox_thread.knobs.slow("KSampler", 600.0)
@@ -156,9 +164,9 @@ def test_ctrl_c_interrupts_the_remote_prompt(comfy_sandbox_thread: Any, tmp_path
         text=True,
     )
     _wait_running(comfy_sandbox_thread.url)
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(signum)
     _, err = proc.communicate(timeout=60)
-    assert proc.returncode == 130, err
+    assert proc.returncode == code, err
     _wait_queue_empty(comfy_sandbox_thread.url)
 
 

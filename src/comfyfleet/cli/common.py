@@ -20,6 +20,7 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 
 EXIT_INTERRUPTED = 130
+EXIT_TERMINATED = 143  # 128 + SIGTERM, as a shell reports a terminated command
 
 
 @dataclass
@@ -78,16 +79,56 @@ def run_async(main: Callable[[], Awaitable[T]], *, as_json: bool = False) -> T:
         return asyncio.run(_as_coroutine(main))
     except ComfyfleetError as exc:
         fail(exc, as_json=as_json)
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, _Terminated) as exc:
+        word, code = (
+            ("terminated", EXIT_TERMINATED)
+            if isinstance(exc, _Terminated)
+            else ("interrupted", EXIT_INTERRUPTED)
+        )
         if as_json:
-            emit_json({"error": {"type": "Interrupted", "message": "interrupted", "hint": None}})
+            emit_json({"error": {"type": word.capitalize(), "message": word, "hint": None}})
         else:
-            sys.stderr.write("interrupted\n")
-        raise typer.Exit(EXIT_INTERRUPTED) from None
+            sys.stderr.write(f"{word}\n")
+        raise typer.Exit(code) from None
+
+
+class _Terminated(Exception):
+    """SIGTERM or SIGHUP arrived: the command was cancelled as Ctrl+C cancels it."""
 
 
 async def _as_coroutine(main: Callable[[], Awaitable[T]]) -> T:
-    return await main()
+    # SIGTERM (kill, systemd, timeout) and SIGHUP (a closed terminal) cancel the command the
+    # way Ctrl+C does, so its cleanup runs: tunnels close, remote prompts are interrupted.
+    import asyncio
+    import signal
+
+    loop = asyncio.get_running_loop()
+    task = asyncio.current_task()
+    assert task is not None
+    caught: list[int] = []
+
+    def cancel(signum: int) -> None:
+        caught.append(signum)
+        task.cancel()
+
+    installed = []
+    for signum in (getattr(signal, "SIGTERM", None), getattr(signal, "SIGHUP", None)):
+        if signum is None:
+            continue
+        try:
+            loop.add_signal_handler(signum, cancel, signum)
+        except (NotImplementedError, RuntimeError, ValueError):  # Windows, or not main thread
+            continue
+        installed.append(signum)
+    try:
+        return await main()
+    except asyncio.CancelledError:
+        if caught:
+            raise _Terminated() from None
+        raise
+    finally:
+        for signum in installed:
+            loop.remove_signal_handler(signum)
 
 
 def fail(exc: BaseException, *, as_json: bool = False) -> NoReturn:
