@@ -5,11 +5,15 @@ from __future__ import annotations
 
 import asyncio
 import json
+import subprocess
+import sys
 
 import pytest
 from tests.doctor.boxkit import Box, chain, pack_importing
 
 from comfyfleet.control.doctor_model import Check, FixKind, Status
+from comfyfleet.sandbox.host import HostProcess
+from comfyfleet.services import instance_ops
 from comfyfleet.services.doctor import DoctorReport
 
 pytestmark = [pytest.mark.asyncio(loop_scope="module"), pytest.mark.timeout(120)]
@@ -47,6 +51,33 @@ async def test_a_healthy_instance_passes_every_check(box: Box) -> None:
     assert "xformers 0.0.32" in got["accelerators"].summary
     assert got["queue"].summary == "the queue is empty"
     assert report.before is None and report.fixes == []
+
+
+async def test_a_stray_gpu_process_is_a_warning_whose_fix_works(box: Box) -> None:
+    # A forgotten training run holds GPU memory on the instance (the host runs on this machine).
+    stray = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
+    try:
+        host = HostProcess.attach(box.root)
+        assert host is not None
+        host.add_gpu_process(stray.pid, "python train_lora.py", 6144)
+        report = await box.doctor()
+        got = checks(report)["gpu-memory"]
+        assert got.status is Status.WARN and report.status is Status.WARN
+        assert f"GPU 0: pid {stray.pid} (python train_lora.py) holds 6144 MiB" in got.evidence
+        assert got.fix is not None and got.fix.kind is None  # never applied by --fix
+        command = got.fix.text.split(": ", 1)[1]
+        assert command == f"comfyfleet exec box -- kill {stray.pid}"
+        # The fix, as the user runs it: through `comfyfleet exec` on the instance.
+        assert (
+            await instance_ops.exec_command(box.cloud, box.ref, f"kill {stray.pid}", print, print)
+            == 0
+        )
+        stray.wait(timeout=30)
+        after = checks(await box.doctor())["gpu-memory"]
+        assert after.status is Status.OK and after.summary == "only ComfyUI holds GPU memory"
+    finally:
+        stray.kill()
+        stray.wait()
 
 
 async def test_a_package_only_the_system_pip_installed_is_put_into_the_venv(box: Box) -> None:

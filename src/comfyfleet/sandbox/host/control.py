@@ -2,6 +2,8 @@
 
     GET  /status                       endpoints, ComfyUI's state, provisioning, SSH state
     GET  /gpu                          GPU processes and whether ComfyUI is busy (nvidia-smi)
+    POST /gpu/processes {"pid", "name", "used_mib"}
+                                       another process holds GPU memory (listed while it runs)
     GET  /programs                     supervisor status of every program
     POST /programs/{name}/{action}     start | stop | restart (supervisorctl); waits like it
     POST /ssh/drop                     cut every SSH connection now
@@ -22,6 +24,7 @@ import aiohttp
 from aiohttp import web
 
 from comfyfleet.sandbox.host.supervisor import ProgramStatus
+from comfyfleet.util.processes import pid_alive
 
 if TYPE_CHECKING:
     from comfyfleet.sandbox.host.instance import InstanceHost
@@ -34,12 +37,14 @@ class ControlServer:
     def __init__(self, host: InstanceHost) -> None:
         self.host = host
         self.port = 0
+        self._tenants: list[dict[str, Any]] = []  # other GPU processes (a stray training job)
         self._runner: web.AppRunner | None = None
 
     async def start(self) -> int:
         app = web.Application()
         app.router.add_get("/status", self._status)
         app.router.add_get("/gpu", self._gpu)
+        app.router.add_post("/gpu/processes", self._gpu_tenant)
         app.router.add_get("/programs", self._programs)
         app.router.add_post("/programs/{name}/{action}", self._program_action)
         app.router.add_post("/ssh/drop", self._ssh_drop)
@@ -81,7 +86,20 @@ class ControlServer:
                     "used_mib": BUSY_MIB if busy else IDLE_MIB,
                 }
             )
+        self._tenants = [t for t in self._tenants if pid_alive(int(t["pid"]))]
+        procs += [dict(t) for t in self._tenants]
         return web.json_response({"processes": procs, "busy": busy})
+
+    async def _gpu_tenant(self, request: web.Request) -> web.Response:
+        body = await request.json()
+        tenant = {
+            "gpu": 0,
+            "pid": int(body["pid"]),
+            "name": str(body["name"]),
+            "used_mib": int(body["used_mib"]),
+        }
+        self._tenants.append(tenant)
+        return web.json_response(tenant)
 
     async def _comfy_busy(self) -> bool:
         url = f"http://127.0.0.1:{self.host.comfy_port}/queue"

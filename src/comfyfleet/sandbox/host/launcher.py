@@ -231,6 +231,10 @@ class HostProcess:
         """The host's view: ports, SSH state, provisioning, ComfyUI's program state and pid."""
         return self._control("GET", "/status")
 
+    def add_gpu_process(self, pid: int, name: str, used_mib: int) -> None:
+        """Show process `pid` in nvidia-smi as holding `used_mib` of GPU 0 while it runs."""
+        self._control("POST", "/gpu/processes", {"pid": pid, "name": name, "used_mib": used_mib})
+
     def drop_ssh(self) -> int:
         """Cut every SSH connection now; returns how many were cut."""
         return int(self._control("POST", "/ssh/drop")["dropped"])
