@@ -78,7 +78,7 @@ def test_instance_lifecycle(world: dict[str, str], tmp_path: Path) -> None:
     started = run(world, "start", "atelier", "--json")
     assert started.returncode == 0, started.stderr
 
-    assert run(world, "destroy", "atelier").returncode == 1  # asks; no answer = no
+    assert run(world, "destroy", "atelier").returncode == 2  # asks; no answer: pass --yes
     gone = run(world, "destroy", "atelier", "--yes", "--json")
     assert gone.returncode == 0, gone.stderr
     assert vast_instances(world) == []

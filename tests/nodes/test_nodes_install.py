@@ -209,9 +209,12 @@ async def test_a_folder_holding_another_repository_is_not_replaced(
 async def test_bad_sources_leave_the_instance_as_it_was(box: Box, tmp_path: Path) -> None:
     before = sorted(p.name for p in box.custom_nodes.iterdir())
     marker = tmp_path / "pwned"
-    for hostile in ("x;rm -rf /", "$(id)", f"file:///tmp/x;touch {marker}", "`id`", "a b"):
+    for hostile in ("x;rm -rf /", "$(id)", f"file:///tmp/x;touch {marker}", "`id`", "a|b c"):
         with pytest.raises(UnsafeSource):
             await install_pack(box.cloud, box.ref, hostile)
+    # Words with a space are a title to look up, never a command: no pack has this one.
+    with pytest.raises(UsageError, match="no node pack 'a b' is known"):
+        await install_pack(box.cloud, box.ref, "a b")
     with pytest.raises(UnsafeSource):
         await install_pack(box.cloud, box.ref, "https://example.com/o/p", git_ref="$(id)")
     with pytest.raises(UsageError, match="no node pack 'no-such-pack-anywhere' is known"):

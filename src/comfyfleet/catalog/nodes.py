@@ -184,6 +184,9 @@ class NodeIndex:
         exact = [p for p in packs if _words(p.title) == words]
         if exact:
             return exact[:limit]
+        words = [w for w in words if len(w) > 1]  # a lone letter is in nearly every title
+        if not words:
+            return []
         loose = [
             p for p in packs if all(w in " ".join((p.title, p.id, p.repo)).lower() for w in words)
         ]
