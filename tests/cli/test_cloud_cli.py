@@ -75,6 +75,9 @@ def test_instance_lifecycle(world: dict[str, str], tmp_path: Path) -> None:
     stopped = run(world, "stop", "atelier", "--json")
     assert stopped.returncode == 0, stopped.stderr
     assert json.loads(stopped.stdout)["status"] == "stopped"
+    on_stopped = run(world, "exec", "atelier", "--", "true")  # SSH: said at once, with the fix
+    assert on_stopped.returncode == 2 and "instance atelier is stopped" in on_stopped.stderr
+    assert f"comfyfleet start {vast_id}" in on_stopped.stderr
     started = run(world, "start", "atelier", "--json")
     assert started.returncode == 0, started.stderr
 

@@ -60,10 +60,16 @@ def ssh(ctx: typer.Context, ref: str = REF, command: list[str] = ARGS) -> None:
     import subprocess
 
     from comfyfleet.remote.interactive import find_ssh, interactive_shell, openssh_command
-    from comfyfleet.services.remote_ops import ensure_account_key, live_instance, target_for
+    from comfyfleet.services.remote_ops import (
+        ensure_account_key,
+        live_instance,
+        require_running,
+        target_for,
+    )
 
     async def body(cloud: Cloud) -> Any:
         row, inst = await live_instance(cloud, ref)
+        require_running(row, inst)
         key = await ensure_account_key(cloud)
         target = target_for(cloud, row, inst, key)
         words = _argv(command)

@@ -14,8 +14,8 @@ from collections.abc import AsyncIterator, Callable, Collection
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 
-from comfyfleet.errors import SshAuthFailed, UsageError
-from comfyfleet.models.vast import Instance
+from comfyfleet.errors import SshAuthFailed, SshUnreachable, UsageError
+from comfyfleet.models.vast import Instance, InstanceStatus
 from comfyfleet.remote.changelock import ChangeLock, change_lock
 from comfyfleet.remote.keys import KeyPair, ensure_key, load_key
 from comfyfleet.remote.layout import InstanceLayout, LayoutOverrides, detect_layout
@@ -121,10 +121,50 @@ async def live_instance(cloud: Cloud, ref: str) -> tuple[InstanceRow, Instance]:
     return row, inst
 
 
+_STARTING = frozenset(
+    {
+        InstanceStatus.CREATING,
+        InstanceStatus.LOADING,
+        InstanceStatus.SCHEDULING,
+        InstanceStatus.REBOOTING,
+    }
+)
+
+
+def require_running(row: InstanceRow, inst: Instance) -> None:
+    """Raise a clear error when instance `inst` cannot answer SSH in its state (stopped:
+    UsageError; starting or its host offline: SshUnreachable, worth a retry)."""
+    status = inst.status
+    name = row.display_name
+    if status in (InstanceStatus.RUNNING, InstanceStatus.UNKNOWN):
+        return
+    if status is InstanceStatus.STOPPED:
+        raise UsageError(
+            f"instance {name} is stopped", hint=f"start it: comfyfleet start {row.vast_id}"
+        )
+    if status is InstanceStatus.FAILED:
+        raise UsageError(
+            f"instance {name} failed to start: {inst.status_msg or 'no message'}",
+            hint=f"destroy it (comfyfleet destroy {row.vast_id}) and rent another",
+        )
+    if status in _STARTING:
+        raise SshUnreachable(
+            f"instance {name} is not running yet ({status.value}): SSH answers once it runs",
+            hint="wait until `comfyfleet ls` shows it running, then retry",
+        )
+    raise SshUnreachable(
+        f"instance {name} is {status.value}: its host lost contact with Vast",
+        hint="retry later, or destroy it and rent another",
+    )
+
+
 @contextlib.asynccontextmanager
 async def open_session(cloud: Cloud, ref: str) -> AsyncIterator[Session]:
-    """Connect to instance `ref`; attaches our key once if the instance refuses it."""
+    """Connect to instance `ref`; attaches our key once if the instance refuses it.
+
+    An instance that is not running fails at once with what to do (`require_running`)."""
     row, inst = await live_instance(cloud, ref)
+    require_running(row, inst)
     key = await ensure_account_key(cloud)
     target = target_for(cloud, row, inst, key)
     try:
