@@ -156,16 +156,17 @@ async def test_sources_in_order_with_hub_lookups(
         found = await catalogs.resolve_models(wanted)
         assert catalogs.warnings == []
     vae, newest, by_hash, private, gated, bad, nowhere, odd = found
-    # the model list names the same Hugging Face file as the workflow: kept once
+    # the user's manifest first; the model list names the same Hugging Face file as the
+    # workflow: kept once
     assert [(s.origin, s.kind) for s in vae.sources] == [
-        ("workflow", "huggingface"),
         ("manifest", "url"),
+        ("workflow", "huggingface"),
     ]
-    assert vae.sources[0].url == (
+    assert vae.sources[1].url == (
         f"{hf}/stabilityai/sd-vae-ft-mse-original/resolve/main/"
         "vae-ft-mse-840000-ema-pruned.safetensors"
     )
-    assert not vae.sources[0].needs_token
+    assert not vae.sources[1].needs_token
     assert all(s.filename == "vae-ft-mse-840000-ema-pruned.safetensors" for s in vae.sources)
     (civ,) = newest.sources
     assert civ.url == f"{standin.url}/civitai/api/download/models/702" and civ.needs_token

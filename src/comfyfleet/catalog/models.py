@@ -3,10 +3,10 @@
 For a wanted file (folder key + name, with the URL and hash a UI workflow's `models`
 metadata may carry) sources are gathered in this order, the first being preferred:
 
-1. the workflow's own URL (and its sha256, when the metadata has one);
-2. ComfyUI-Manager's `model-list.json`, matched by file name (and folder, and subfolder
+1. the user's manifest (see `manifest`): what the user wrote wins (a mirror, a fixed URL);
+2. the workflow's own URL (and its sha256, when the metadata has one);
+3. ComfyUI-Manager's `model-list.json`, matched by file name (and folder, and subfolder
    when that settles which of several same-named entries is meant);
-3. the user's manifest (see `manifest`);
 4. Hugging Face and Civitai: sources written as `hf://` or Civitai URLs are rebuilt on the
    configured hubs, and a file with a known sha256 and no source yet is looked up on
    Civitai by hash (done by `Catalogs`, which also asks Hugging Face whether a repo is
@@ -227,12 +227,12 @@ def gather(
     folder = wanted.folder
     if folder == UNKNOWN_FOLDER:  # the list or the manifest may know where it goes
         folder = (listed.folder if listed else None) or (entry.folder if entry else None) or folder
+    if entry is not None:
+        out.add(entry.ref, "manifest", folder, entry.sha256 or wanted.sha256)
     if wanted.url:
         out.attempt(wanted.url, "workflow", folder, wanted.sha256)
     if listed is not None:
         out.attempt(listed.url, "model-list", folder, wanted.sha256)
     elif note:
         out.problems.append(note)
-    if entry is not None:
-        out.add(entry.ref, "manifest", folder, entry.sha256 or wanted.sha256)
     return out
