@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import shlex
 import subprocess
 import sys
 
@@ -78,6 +79,31 @@ async def test_a_stray_gpu_process_is_a_warning_whose_fix_works(box: Box) -> Non
     finally:
         stray.kill()
         stray.wait()
+
+
+async def test_a_nearly_full_disk_fails_and_its_fix_command_runs(box: Box) -> None:
+    host = HostProcess.attach(box.root)
+    assert host is not None
+    host.set_disk_free(1024**3)  # df on the instance shows 1 GiB free
+    try:
+        report = await box.doctor()
+        got = checks(report)["disk"]
+        assert got.status is Status.FAIL and report.status is Status.FAIL
+        assert got.summary.startswith("least free: 1.0 GiB")
+        assert got.fix is not None and got.fix.kind is None  # freeing space is the user's call
+        assert "a Vast disk cannot grow" in got.fix.text
+        # The fix's command as a local shell splits it, then as `comfyfleet exec` runs it.
+        command = "comfyfleet exec" + got.fix.text.split("comfyfleet exec", 1)[1].split(")")[0]
+        words = shlex.split(command)
+        assert words[:4] == ["comfyfleet", "exec", "box", "--"]
+        seen: list[str] = []
+        code = await instance_ops.exec_command(
+            box.cloud, box.ref, " ".join(words[4:]), seen.append, print
+        )
+        assert code == 0 and "models/checkpoints" in "".join(seen)
+    finally:
+        host.set_disk_free(None)
+    assert checks(await box.doctor())["disk"].status is Status.OK
 
 
 async def test_a_package_only_the_system_pip_installed_is_put_into_the_venv(box: Box) -> None:

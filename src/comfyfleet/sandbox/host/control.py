@@ -4,6 +4,7 @@
     GET  /gpu                          GPU processes and whether ComfyUI is busy (nvidia-smi)
     POST /gpu/processes {"pid", "name", "used_mib"}
                                        another process holds GPU memory (listed while it runs)
+    GET|POST /disk  {"leave_free": B}  df shows at most B bytes free (null: the machine's own)
     GET  /programs                     supervisor status of every program
     POST /programs/{name}/{action}     start | stop | restart (supervisorctl); waits like it
     POST /ssh/drop                     cut every SSH connection now
@@ -38,6 +39,7 @@ class ControlServer:
         self.host = host
         self.port = 0
         self._tenants: list[dict[str, Any]] = []  # other GPU processes (a stray training job)
+        self._leave_free: int | None = None  # bytes df shows free (None: the machine's own)
         self._runner: web.AppRunner | None = None
 
     async def start(self) -> int:
@@ -45,6 +47,8 @@ class ControlServer:
         app.router.add_get("/status", self._status)
         app.router.add_get("/gpu", self._gpu)
         app.router.add_post("/gpu/processes", self._gpu_tenant)
+        app.router.add_get("/disk", self._disk)
+        app.router.add_post("/disk", self._disk)
         app.router.add_get("/programs", self._programs)
         app.router.add_post("/programs/{name}/{action}", self._program_action)
         app.router.add_post("/ssh/drop", self._ssh_drop)
@@ -89,6 +93,12 @@ class ControlServer:
         self._tenants = [t for t in self._tenants if pid_alive(int(t["pid"]))]
         procs += [dict(t) for t in self._tenants]
         return web.json_response({"processes": procs, "busy": busy})
+
+    async def _disk(self, request: web.Request) -> web.Response:
+        if request.method == "POST":
+            value = (await request.json()).get("leave_free")
+            self._leave_free = None if value is None else int(value)
+        return web.json_response({"leave_free": self._leave_free})
 
     async def _gpu_tenant(self, request: web.Request) -> web.Response:
         body = await request.json()

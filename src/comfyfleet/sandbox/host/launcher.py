@@ -235,6 +235,10 @@ class HostProcess:
         """Show process `pid` in nvidia-smi as holding `used_mib` of GPU 0 while it runs."""
         self._control("POST", "/gpu/processes", {"pid": pid, "name": name, "used_mib": used_mib})
 
+    def set_disk_free(self, free_bytes: int | None) -> None:
+        """Make `df` on the instance show at most `free_bytes` free (None: the real value)."""
+        self._control("POST", "/disk", {"leave_free": free_bytes})
+
     def drop_ssh(self) -> int:
         """Cut every SSH connection now; returns how many were cut."""
         return int(self._control("POST", "/ssh/drop")["dropped"])

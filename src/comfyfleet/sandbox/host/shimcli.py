@@ -1,4 +1,5 @@
-"""`nvidia-smi` and `supervisorctl` inside a host, answered from the host's control endpoint.
+"""`nvidia-smi`, `supervisorctl` and `df` inside a host, answered with the host's control
+endpoint.
 
 Run as `python -m comfyfleet.sandbox.host.shimcli TOOL --root ROOT [ARGS...]` (the shims on
 the instance's PATH do that). Exit codes follow the real tools: nvidia-smi 0, or 2 for a bad
@@ -17,6 +18,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from comfyfleet.sandbox.host.diskfill import run_df
 from comfyfleet.sandbox.host.gpus import (
     GpuProcess,
     GpuState,
@@ -250,6 +252,18 @@ def _follow(path: Path, fh: Any) -> None:
         time.sleep(0.2)
 
 
+def df(root: Path, args: list[str]) -> int:
+    """The machine's df, its free space cut as the host's `leave_free` knob says."""
+    try:
+        leave = _call(root, "GET", "/disk", timeout=5).get("leave_free")
+    except ControlUnavailable:
+        leave = None
+    code, out, err = run_df(args, None if leave is None else int(leave))
+    sys.stdout.write(out)
+    sys.stderr.write(err)
+    return code
+
+
 def main(argv: list[str]) -> int:
     if len(argv) < 3 or argv[1] != "--root":
         print("usage: shimcli TOOL --root ROOT [ARGS...]", file=sys.stderr)
@@ -259,6 +273,8 @@ def main(argv: list[str]) -> int:
         return nvidia_smi(root, args)
     if tool == "supervisorctl":
         return supervisorctl(root, args)
+    if tool == "df":
+        return df(root, args)
     print(f"unknown tool {tool}", file=sys.stderr)
     return 2
 

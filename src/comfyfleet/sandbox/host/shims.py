@@ -1,4 +1,5 @@
-"""The commands a host puts first on PATH (`<root>/usr/local/bin`): nvidia-smi, supervisorctl.
+"""The commands a host puts first on PATH (`<root>/usr/local/bin`): nvidia-smi, supervisorctl,
+df.
 
 Each is a two-line shell script running `comfyfleet.sandbox.host.shimcli` with the Python
 that runs the sandbox (never the instance's own Pythons, whose packages users change), and
@@ -14,7 +15,7 @@ from pathlib import Path
 import comfyfleet
 from comfyfleet.sandbox.host.layout import HostLayout
 
-SHIMS = ("nvidia-smi", "supervisorctl")
+SHIMS = ("nvidia-smi", "supervisorctl", "df")
 
 
 def write_shims(layout: HostLayout) -> None:
