@@ -156,6 +156,22 @@ async def test_an_xformers_built_for_another_torch_is_removed_never_torch(box: B
     assert await versions(box, "xformers", "torch") == {"xformers": None, "torch": "2.8.0+cu128"}
 
 
+async def test_an_old_frontend_is_a_warning_whose_pip_command_fixes_it(box: Box) -> None:
+    await box.venv_pip("install", "comfyui-frontend-package==1.26.13")
+    try:
+        got = checks(await box.doctor())["frontend"]
+        assert got.status is Status.WARN
+        assert got.summary == "frontend 1.26.13 is older than the 1.27.10 ComfyUI requires"
+        assert got.fix is not None and got.fix.kind is None
+        words = shlex.split(got.fix.text)  # the command as the user's shell splits it
+        assert words[:4] == ["comfyfleet", "pip", "box", "--"]
+        code = await instance_ops.pip(box.cloud, box.ref, words[4:], print, print)
+        assert code == 0
+        assert checks(await box.doctor())["frontend"].status is Status.OK
+    finally:
+        await box.venv_pip("install", "comfyui-frontend-package==1.27.10")
+
+
 async def test_broken_node_packs_are_reported_then_fixed_by_hand(box: Box) -> None:
     box.add_pack("broken_pack", "raise RuntimeError('this pack is broken')\n")
     box.add_pack("needs_nothing_known", pack_importing("no_such_module_anywhere", "Nowhere"))

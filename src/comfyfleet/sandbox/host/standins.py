@@ -142,6 +142,7 @@ def _common() -> list[StandIn]:
         StandIn("gitpython", "3.1.45", modules=("git",)),
         StandIn("piexif", "1.1.3"),
         StandIn("comfyui-frontend-package", "1.27.10"),
+        StandIn("comfyui-frontend-package", "1.26.13"),  # older than ComfyUI 0.3.64 wants
         StandIn("comfyui-workflow-templates", "0.1.91"),
         StandIn("comfyui-embedded-docs", "0.2.6"),
     ]
