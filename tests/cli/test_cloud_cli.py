@@ -81,6 +81,17 @@ def test_instance_lifecycle(world: dict[str, str], tmp_path: Path) -> None:
     started = run(world, "start", "atelier", "--json")
     assert started.returncode == 0, started.stderr
 
+    # Vast failing (a 5xx storm): `ls` shows the instances as last recorded, and says so.
+    knobs(world, {"fail_next": {"count": 100, "status": 503}})
+    try:
+        stale = run(world, "ls", "--json")
+    finally:
+        knobs(world, {"reset": True})
+    assert stale.returncode == 1  # a Vast server error's code
+    assert [v["name"] for v in json.loads(stale.stdout)] == ["atelier"]
+    assert "warning: " in stale.stderr and "as last recorded" in stale.stderr
+    assert "HTTP 503: 503 Service Unavailable" in stale.stderr and "<" not in stale.stderr
+
     assert run(world, "destroy", "atelier").returncode == 2  # asks; no answer: pass --yes
     gone = run(world, "destroy", "atelier", "--yes", "--json")
     assert gone.returncode == 0, gone.stderr

@@ -133,16 +133,30 @@ def ls(
     all_: bool = typer.Option(False, "--all", "-a", help="Include destroyed instances."),
     as_json: bool = JSON_OUT,
 ) -> None:
-    """List instances (after reconciling with Vast)."""
-    from comfyfleet.cli.render_cloud import print_actions, print_instances
-    from comfyfleet.services.instances import list_instances
+    """List instances (after reconciling with Vast).
 
-    views, actions = with_cloud(ctx, lambda cloud: list_instances(cloud, all_=all_), as_json)
+    When Vast cannot be reached the instances are listed as last recorded, a warning says so
+    and the exit code is the error's (7).
+    """
+    from comfyfleet.cli.render_cloud import print_actions, print_instances
+    from comfyfleet.services.instances import list_last_known
+
+    views, actions, unreached = with_cloud(
+        ctx, lambda cloud: list_last_known(cloud, all_=all_), as_json
+    )
     if as_json:
         emit_json([v.to_json() for v in views])
     else:
         print_actions(actions)
         print_instances(views)
+    if unreached is not None:
+        typer.secho(
+            f"warning: {unreached.message}: instances as last recorded "
+            "(statuses and costs may be out of date)",
+            fg="yellow",
+            err=True,
+        )
+        raise typer.Exit(unreached.exit_code)
 
 
 def show(ctx: typer.Context, ref: str = REF, as_json: bool = JSON_OUT) -> None:

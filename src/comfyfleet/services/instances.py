@@ -7,7 +7,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from comfyfleet.control.costs import CostBreakdown, StatusSpan, accrued_cost
-from comfyfleet.errors import UsageError
+from comfyfleet.errors import (
+    UsageError,
+    VastError,
+    VastRateLimited,
+    VastServerError,
+    VastUnreachable,
+)
 from comfyfleet.models.vast import Instance, InstanceStatus
 from comfyfleet.remote.tunnel_state import TunnelRecord, TunnelState, list_tunnels
 from comfyfleet.services.cloud import Cloud
@@ -92,9 +98,25 @@ async def list_instances(
 ) -> tuple[list[InstanceView], list[Action]]:
     """Every live instance (with `all_`, destroyed ones too), after a reconcile."""
     actions = await reconcile(cloud)
+    return _views(cloud, all_=all_), actions
+
+
+async def list_last_known(
+    cloud: Cloud, *, all_: bool = False
+) -> tuple[list[InstanceView], list[Action], VastError | None]:
+    """As `list_instances`; when Vast cannot be reached (or fails for now), the instances as
+    last recorded, with that error: statuses and costs may be out of date."""
+    try:
+        views, actions = await list_instances(cloud, all_=all_)
+    except (VastUnreachable, VastServerError, VastRateLimited) as exc:
+        return _views(cloud, all_=all_), [], exc
+    return views, actions, None
+
+
+def _views(cloud: Cloud, *, all_: bool) -> list[InstanceView]:
     rows = cloud.db.instances.all() if all_ else cloud.db.instances.live()
     tunnels = {r.state.instance_ref: r for r in list_tunnels(cloud.config.data_dir / "tunnels")}
-    return [view(cloud, r, tunnels) for r in rows if r.vast_id is not None], actions
+    return [view(cloud, r, tunnels) for r in rows if r.vast_id is not None]
 
 
 async def find(cloud: Cloud, ref: str) -> InstanceRow:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from collections.abc import Collection, Mapping
 from datetime import UTC, datetime
 from typing import Any
@@ -283,8 +284,16 @@ class VastHttp:
         )
 
     def _excerpt(self, response: httpx.Response, limit: int) -> str:
+        """The body for a message: a gateway's HTML error page says only its title."""
         text = self.redact(response.content.decode("utf-8", errors="replace").strip())
+        if text.startswith("<"):
+            title = _TITLE.search(text)
+            text = " ".join((title.group(1) if title else _TAG.sub(" ", text)).split())
         return text if len(text) <= limit else text[:limit] + "…"
+
+
+_TITLE = re.compile(r"<title[^>]*>(.*?)</title>", re.IGNORECASE | re.DOTALL)
+_TAG = re.compile(r"<[^>]+>")
 
 
 def _error_code(data: Mapping[str, Any]) -> str | None:
