@@ -85,12 +85,15 @@ def test_instance_lifecycle(world: dict[str, str], tmp_path: Path) -> None:
     knobs(world, {"fail_next": {"count": 100, "status": 503}})
     try:
         stale = run(world, "ls", "--json")
+        one = run(world, "show", "atelier")
     finally:
         knobs(world, {"reset": True})
     assert stale.returncode == 1  # a Vast server error's code
     assert [v["name"] for v in json.loads(stale.stdout)] == ["atelier"]
     assert "warning: " in stale.stderr and "as last recorded" in stale.stderr
     assert "HTTP 503: 503 Service Unavailable" in stale.stderr and "<" not in stale.stderr
+    assert one.returncode == 1 and "name: atelier" in one.stdout
+    assert "the instance as last recorded" in one.stderr
 
     assert run(world, "destroy", "atelier").returncode == 2  # asks; no answer: pass --yes
     gone = run(world, "destroy", "atelier", "--yes", "--json")

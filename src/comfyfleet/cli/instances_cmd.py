@@ -11,6 +11,7 @@ from comfyfleet.cli.common import confirm, emit_json, global_options, run_async
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
 
+    from comfyfleet.errors import VastError
     from comfyfleet.services.cloud import Cloud
 
 JSON_OUT = typer.Option(False, "--json", help="Print JSON for scripts.")
@@ -149,26 +150,33 @@ def ls(
     else:
         print_actions(actions)
         print_instances(views)
-    if unreached is not None:
-        typer.secho(
-            f"warning: {unreached.message}: instances as last recorded "
-            "(statuses and costs may be out of date)",
-            fg="yellow",
-            err=True,
-        )
-        raise typer.Exit(unreached.exit_code)
+    _last_recorded(unreached, "instances")
+
+
+def _last_recorded(unreached: VastError | None, what: str) -> None:
+    """After printing: warn that Vast could not be asked, and exit with its error's code."""
+    if unreached is None:
+        return
+    typer.secho(
+        f"warning: {unreached.message}: {what} as last recorded "
+        "(statuses and costs may be out of date)",
+        fg="yellow",
+        err=True,
+    )
+    raise typer.Exit(unreached.exit_code)
 
 
 def show(ctx: typer.Context, ref: str = REF, as_json: bool = JSON_OUT) -> None:
-    """One instance in detail, with its event history and cost so far."""
+    """One instance in detail, with its event history and cost so far (as last recorded,
+    with a warning, when Vast cannot be reached)."""
     from comfyfleet.cli.render_cloud import print_show
-    from comfyfleet.services.instances import find, refresh, view
+    from comfyfleet.services.instances import show_last_known, view
 
     async def body(cloud: Cloud) -> Any:
-        row = await refresh(cloud, await find(cloud, ref))
-        return view(cloud, row), cloud.db.instances.events(row.id)
+        row, unreached = await show_last_known(cloud, ref)
+        return view(cloud, row), cloud.db.instances.events(row.id), unreached
 
-    shown, events = with_cloud(ctx, body, as_json)
+    shown, events, unreached = with_cloud(ctx, body, as_json)
     if as_json:
         emit_json(
             {
@@ -187,6 +195,7 @@ def show(ctx: typer.Context, ref: str = REF, as_json: bool = JSON_OUT) -> None:
         )
     else:
         print_show(shown, events)
+    _last_recorded(unreached, "the instance")
 
 
 def _simple(

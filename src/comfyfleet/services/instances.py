@@ -101,6 +101,10 @@ async def list_instances(
     return _views(cloud, all_=all_), actions
 
 
+#: Vast failures that say nothing about the instances: the last recorded state stands.
+TRANSIENT = (VastUnreachable, VastServerError, VastRateLimited)
+
+
 async def list_last_known(
     cloud: Cloud, *, all_: bool = False
 ) -> tuple[list[InstanceView], list[Action], VastError | None]:
@@ -108,9 +112,18 @@ async def list_last_known(
     last recorded, with that error: statuses and costs may be out of date."""
     try:
         views, actions = await list_instances(cloud, all_=all_)
-    except (VastUnreachable, VastServerError, VastRateLimited) as exc:
+    except TRANSIENT as exc:
         return _views(cloud, all_=all_), [], exc
     return views, actions, None
+
+
+async def show_last_known(cloud: Cloud, ref: str) -> tuple[InstanceRow, VastError | None]:
+    """Instance `ref` freshly read from Vast; when Vast cannot be reached, as last recorded
+    (with that error)."""
+    try:
+        return await refresh(cloud, await find(cloud, ref)), None
+    except TRANSIENT as exc:
+        return cloud.db.instances.find(ref), exc
 
 
 def _views(cloud: Cloud, *, all_: bool) -> list[InstanceView]:
