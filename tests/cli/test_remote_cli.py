@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import signal
 import subprocess
@@ -71,7 +72,7 @@ def test_pip_install_waits_for_another_change_and_gives_up_with_6(box: dict[str,
     lock = workspace / ".comfyfleet-change.lock"
     lock.with_name(lock.name + ".who").write_text("nodes install Slow-Pack (by ann@laptop)\n")
     # Another command holds the instance's change lock (plain flock(1), as the instance runs it).
-    holder = subprocess.Popen(["flock", str(lock), "sleep", "60"])
+    holder = subprocess.Popen(["flock", str(lock), "sleep", "60"], start_new_session=True)
     try:
         deadline = time.monotonic() + 10
         while subprocess.run(["flock", "-n", str(lock), "true"]).returncode == 0:
@@ -86,9 +87,11 @@ def test_pip_install_waits_for_another_change_and_gives_up_with_6(box: dict[str,
         # Reading the venv does not wait.
         assert run(impatient, "pip", "box", "--", "list").returncode == 0
     finally:
-        holder.kill()
+        os.killpg(holder.pid, signal.SIGKILL)  # flock and the sleep holding its lock
         holder.wait()
+    started = time.monotonic()
     assert run(box, "pip", "box", "--", "install", "onnx").returncode == 0
+    assert time.monotonic() - started < 30, "the lock outlived its holder"
 
 
 def test_logs_and_restart(box: dict[str, str]) -> None:
