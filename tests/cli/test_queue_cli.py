@@ -63,6 +63,9 @@ def test_repair_without_ssh_stops_at_the_http_rungs(
     assert f"hung prompt {hung}: still running" in out and "re-submitted" not in out
     assert "the queue still hangs; every prompt is kept in the snapshot file above" in out
     assert "interrupt: did not help" in done.stderr  # each rung is printed as it goes
+    # Progress on a stderr that is no terminal keeps each line whole (paths, URLs).
+    taken = next(line for line in done.stderr.splitlines() if line.startswith("snapshot: "))
+    assert taken.endswith(".json") and str(tmp_path / "data") in taken
     path = next(line.split(": ", 1)[1] for line in out.splitlines() if "snapshot: " in line)
     snapshot = json.loads(Path(path.strip()).read_text())
     assert [item[1] for item in snapshot["queue_pending"]] == pending

@@ -6,7 +6,10 @@ from rich.console import Console
 
 
 def stderr_console() -> Console:
-    return Console(stderr=True, highlight=False)
+    """stderr; when it is not a terminal (a log file, a pipe) lines are never folded, so a path
+    or URL in a message stays whole."""
+    console = Console(stderr=True, highlight=False)
+    return console if console.is_terminal else Console(stderr=True, highlight=False, soft_wrap=True)
 
 
 def stdout_console() -> Console:

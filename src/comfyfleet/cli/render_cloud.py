@@ -43,10 +43,8 @@ def print_offers(offers: Sequence[Offer], query: Mapping[str, object]) -> None:
         from comfyfleet.vast.search import NO_MATCH_HINT, describe_filters
 
         stdout_console().print("no offers match")
-        stderr_console().print(
-            f"searched for: {describe_filters(query)}", highlight=False, soft_wrap=True
-        )
-        stderr_console().print(f"hint: {NO_MATCH_HINT}", highlight=False, soft_wrap=True)
+        stderr_console().print(f"searched for: {describe_filters(query)}")
+        stderr_console().print(f"hint: {NO_MATCH_HINT}")
         return
     table = Table(header_style="bold")
     for col in (
