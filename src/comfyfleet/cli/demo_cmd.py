@@ -56,11 +56,10 @@ def demo(
 
 
 def _print(report: DemoReport) -> None:
-    from rich.console import Console
-
+    from comfyfleet.cli.console import stdout_console
     from comfyfleet.cli.render import print_run_report
 
-    out = Console(highlight=False)
+    out = stdout_console()
     print_run_report(report.txt2img)
     print_run_report(report.filters)
     bill = report.bill

@@ -9,7 +9,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from comfyfleet.cli.console import stderr_console
+from comfyfleet.cli.console import stderr_console, stdout_console
 from comfyfleet.models import events as ev
 from comfyfleet.services.run import Stage
 
@@ -96,7 +96,7 @@ class RunView:
 
 def print_run_report(report: RunReport) -> None:
     """A human summary on stdout: where the files are, and what they are."""
-    out = Console(highlight=False)
+    out = stdout_console()
     out.print(f"job {report.job_id} done in {report.seconds:.1f}s (prompt {report.prompt_id})")
     for warning in report.warnings:
         stderr_console().print(f"warning: {warning}", markup=False)
