@@ -177,6 +177,22 @@ def test_no_match_says_what_was_asked_and_how_to_widen_it(world: dict[str, str])
     assert vast_instances(world) == []  # nothing rented
 
 
+def test_up_dry_run_shows_the_offers_it_would_try_and_rents_nothing(
+    world: dict[str, str],
+) -> None:
+    planned = run(world, "up", "--order", "dph_total", "--dry-run", "--json")
+    assert planned.returncode == 0, planned.stderr
+    offers = json.loads(planned.stdout)["offers"]
+    assert 1 <= len(offers) <= 3  # [vast] max_offers
+    prices = [o["dph_total"] for o in offers]
+    assert prices == sorted(prices)
+    searched = run(world, "offers", "--order", "dph_total", "--limit", "1", "--json")
+    assert json.loads(searched.stdout)[0]["id"] == offers[0]["id"]  # the same first choice
+    assert vast_instances(world) == []
+    text = run(world, "up", "--dry-run")
+    assert text.returncode == 0 and "up would try these" in text.stderr
+
+
 def test_sandbox_profile_without_a_running_sandbox(tmp_path: Path) -> None:
     env = {**os.environ, "COMFYFLEET_PATHS__DATA_DIR": str(tmp_path / "nothing")}
     result = subprocess.run(

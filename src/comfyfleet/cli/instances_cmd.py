@@ -95,11 +95,14 @@ def up(
     disk: float | None = typer.Option(None, "--disk", help="Disk GB, fixed for its life."),
     label: str | None = typer.Option(None, "--label", "--name", help="Your name for it."),
     order: str | None = typer.Option(None, "--order", help="Offer order, e.g. 'dph_total'."),
+    dry_run: bool = typer.Option(
+        False, "--dry-run", help="Show the offers up would try, in order; rent nothing."
+    ),
     as_json: bool = JSON_OUT,
 ) -> None:
     """Rent the best matching offer and wait until its ComfyUI really answers."""
     from comfyfleet.cli.render_cloud import StatusLines, print_up
-    from comfyfleet.services.up import UpRequest
+    from comfyfleet.services.up import UpRequest, candidates
     from comfyfleet.services.up import up as do_up
 
     request = UpRequest(
@@ -111,6 +114,16 @@ def up(
         name=label,
         order=order,
     )
+    if dry_run:
+        from comfyfleet.cli.render_cloud import print_offers
+
+        found = with_cloud(ctx, lambda cloud: candidates(cloud, request), as_json)
+        if as_json:
+            emit_json({"dry_run": True, "offers": [o.model_dump(mode="json") for o in found]})
+            return
+        print_offers(found, {})
+        typer.echo(f"dry run: up would try these {len(found)} offer(s) in this order", err=True)
+        return
     lines = StatusLines()  # on stderr even with --json: up takes minutes
     result = with_cloud(ctx, lambda cloud: do_up(cloud, request, lines), as_json)
     if as_json:

@@ -82,6 +82,19 @@ def offer_query(cloud: Cloud, request: UpRequest, *, limit: int | None = None) -
     )
 
 
+async def candidates(cloud: Cloud, request: UpRequest) -> list[Offer]:
+    """The offers `up` tries, best first (at most `vast.max_offers`); UsageError when none
+    matches, naming the filters Vast was asked for. Rents nothing (`up --dry-run`)."""
+    query = offer_query(cloud, request, limit=20)
+    offers = await cloud.vast.search_offers(query)
+    if not offers:
+        raise UsageError(
+            f"no offer matches: {describe_filters(query)}",
+            hint=f"{NO_MATCH_HINT}; comfyfleet offers shows what is available",
+        )
+    return offers[: cloud.settings.vast.max_offers]
+
+
 def _create_env(token: str) -> dict[str, str]:
     return {
         "WEB_PASSWORD": token,
@@ -102,16 +115,10 @@ async def up(cloud: Cloud, request: UpRequest, progress: Progress) -> UpResult:
     # Registered before the create, so the new instance comes up with our key installed.
     await ensure_account_key(cloud)
     progress("searching offers")
-    query = offer_query(cloud, request, limit=20)
-    offers = await cloud.vast.search_offers(query)
-    if not offers:
-        raise UsageError(
-            f"no offer matches: {describe_filters(query)}",
-            hint=f"{NO_MATCH_HINT}; comfyfleet offers shows what is available",
-        )
+    offers = await candidates(cloud, request)
     image, disk = request.image or vs.image, request.disk_gb or vs.disk_gb
     last_error: NotReady | OfferUnavailable | None = None
-    for attempt, offer in enumerate(offers[: vs.max_offers], start=1):
+    for attempt, offer in enumerate(offers, start=1):
         progress(
             f"renting offer {offer.id}: {offer.num_gpus}x {offer.gpu_name}, "
             f"${offer.dph_total:.3f}/h, {offer.geolocation or 'unknown location'}"
