@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from tests.nodes.packs import make_pack, node_source
+from tests.nodes.packs import commit, make_pack, node_source
 
 from .cloudkit import run, sandbox_world
 
@@ -54,6 +54,14 @@ def test_install_ls_rm_and_show(box: dict[str, str], tmp_path: Path) -> None:
     )
     table = run(box, "nodes", "ls", "box")
     assert "cli_pack" in table.stdout and result["commit"][:12] in table.stdout
+    newer = commit(
+        Path(url.removeprefix("file://")),
+        {"__init__.py": node_source("CliNode", "CliNode2", imports="import cv2\n")},
+        "a second node",
+    )
+    updated = run(box, "nodes", "update", "box", "cli_pack")
+    assert updated.returncode == 0, updated.stderr
+    assert f"updated cli_pack at {newer}" in updated.stdout and "2 node classes" in updated.stdout
     shown = run(box, "show", "box")
     assert f"nodes install cli_pack installed at {result['commit'][:12]}" in shown.stdout
     removed = run(box, "nodes", "rm", "box", "cli_pack")

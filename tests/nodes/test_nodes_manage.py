@@ -13,11 +13,11 @@ from tests.catalog.standins import Standin
 from comfyfleet.errors import PackImportFailed, UnsafeSource, UsageError
 from comfyfleet.services.cloud import Cloud
 from comfyfleet.services.nodes import install_pack
-from comfyfleet.services.nodes_manage import list_packs, remove_pack
+from comfyfleet.services.nodes_manage import list_packs, remove_pack, update_pack
 from comfyfleet.state import EventKind
 
 from .conftest import Box, nodes_settings
-from .packs import make_pack, node_source
+from .packs import commit, make_pack, node_source
 
 pytestmark = [pytest.mark.asyncio(loop_scope="module"), pytest.mark.timeout(180)]
 
@@ -149,3 +149,22 @@ async def test_a_pack_named_by_its_catalog_id(catalog_cloud: Cloud, box: Box) ->
         await install_pack(catalog_cloud, box.ref, "single-file")
     removed = await remove_pack(catalog_cloud, box.ref, "comfyui-lettering")
     assert removed.pack == "ComfyUI-Lettering" and removed.classes == ("Letter",)
+
+
+async def test_update_brings_a_pack_to_its_latest_commit(box: Box, tmp_path: Path) -> None:
+    url = make_pack(tmp_path, "evolving_pack", {"__init__.py": node_source("EvolveA")})
+    first = await install_pack(box.cloud, box.ref, url)
+    repo = Path(url.removeprefix("file://"))
+    newer = commit(repo, {"__init__.py": node_source("EvolveA", "EvolveB")}, "add EvolveB")
+    lines: list[str] = []
+    updated = await update_pack(box.cloud, box.ref, "evolving_pack", on_line=lines.append)
+    assert updated.status == "updated" and updated.commit == newer
+    assert updated.previous_commit == first.commit
+    assert updated.classes == ("EvolveA", "EvolveB")  # restarted, and ComfyUI loaded the new one
+    again = await update_pack(box.cloud, box.ref, "evolving_pack")
+    assert again.status == "already-installed" and again.commit == newer
+    back = await update_pack(box.cloud, box.ref, "evolving_pack", git_ref=first.commit)
+    assert back.status == "updated" and back.classes == ("EvolveA",)
+    with pytest.raises(UsageError, match="has no custom node pack 'never_installed'"):
+        await update_pack(box.cloud, box.ref, "never_installed")
+    await remove_pack(box.cloud, box.ref, "evolving_pack")

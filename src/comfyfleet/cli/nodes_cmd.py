@@ -1,4 +1,4 @@
-"""`comfyfleet nodes install|ls|rm`: custom node packs on an instance, torch-safe."""
+"""`comfyfleet nodes install|update|ls|rm`: custom node packs on an instance, torch-safe."""
 
 from __future__ import annotations
 
@@ -12,10 +12,12 @@ from comfyfleet.cli.instances_cmd import JSON_OUT, REF, with_cloud
 
 if TYPE_CHECKING:
     from comfyfleet.services.cloud import Cloud
+    from comfyfleet.services.nodes import InstallResult
     from comfyfleet.services.nodes_manage import Listing
 
 app = typer.Typer(
-    help="Custom node packs on an instance: install (never touching torch), list, remove.",
+    help="Custom node packs on an instance: install and update (never touching torch), list, "
+    "remove.",
     no_args_is_help=True,
 )
 
@@ -38,12 +40,17 @@ def install(
     as_json: bool = JSON_OUT,
 ) -> None:
     """Install a node pack: clone, requirements (torch never changes), restart, verify."""
-    from comfyfleet.services.nodes import install_pack, node_classes
+    from comfyfleet.services.nodes import install_pack
 
     async def body(cloud: Cloud) -> Any:
         return await install_pack(cloud, ref, source, git_ref=git_ref, on_line=_progress)
 
-    result = with_cloud(ctx, body, as_json)
+    _print_install(with_cloud(ctx, body, as_json), as_json)
+
+
+def _print_install(result: InstallResult, as_json: bool) -> None:
+    from comfyfleet.services.nodes import node_classes
+
     if as_json:
         emit_json(result.to_json())
         return
@@ -58,6 +65,25 @@ def install(
     typer.echo(node_classes(len(result.classes)) + (f": {shown}" if shown else ""))
     for note in result.notes:
         typer.echo(f"note: {note}")
+
+
+@app.command("update")
+def update(
+    ctx: typer.Context,
+    ref: str = REF,
+    pack: str = typer.Argument(..., help="The pack's name as `nodes ls` shows it (or its URL)."),
+    git_ref: str | None = typer.Option(
+        None, "--ref", help="Tag, branch or commit (default: the latest of its default branch)."
+    ),
+    as_json: bool = JSON_OUT,
+) -> None:
+    """Update an installed pack from its own repository (requirements guarded, restart, verify)."""
+    from comfyfleet.services.nodes_manage import update_pack
+
+    async def body(cloud: Cloud) -> Any:
+        return await update_pack(cloud, ref, pack, git_ref=git_ref, on_line=_progress)
+
+    _print_install(with_cloud(ctx, body, as_json), as_json)
 
 
 @app.command("ls")

@@ -1,4 +1,5 @@
-"""What custom_nodes holds on an instance (`nodes ls`), and removing a pack (`nodes rm`).
+"""What custom_nodes holds on an instance (`nodes ls`), removing a pack (`nodes rm`) and
+updating one (`nodes update`: `nodes install --ref` on the entry's own repository).
 
 A listing reads the folder in one SSH round trip (`remote.custom_nodes`), the latest
 import-times block of ComfyUI's log, and /object_info for the classes each pack added;
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import PurePosixPath
 from typing import Any
 
 from comfyfleet.errors import ComfyfleetError, NodePackError, UsageError
@@ -22,10 +24,19 @@ from comfyfleet.remote.comfylog import StartupReport
 from comfyfleet.remote.custom_nodes import Entry, list_entries, remove_entry
 from comfyfleet.remote.git import check_entry_name, repo_dir_name
 from comfyfleet.services.cloud import Cloud
-from comfyfleet.services.nodes import custom_nodes_dir, node_classes, record
+from comfyfleet.services.nodes import (
+    InstallResult,
+    custom_nodes_dir,
+    install_pack,
+    node_classes,
+    record,
+)
 from comfyfleet.services.nodes_source import check_pack_ref, looks_like_url, resolve_source
 from comfyfleet.services.nodes_verify import Modules, classes_by_module, restart, startup_report
-from comfyfleet.services.remote_ops import changing, open_session
+from comfyfleet.services.remote_ops import Session, changing, open_session
+
+#: What `nodes update` checks out by default: the origin's default branch, freshly fetched.
+DEFAULT_BRANCH = "origin/HEAD"
 
 Line = Callable[[str], None]
 REQUIREMENTS_NOTE = "its pip requirements stay installed (other packs may use them)"
@@ -140,6 +151,47 @@ async def _match(cloud: Cloud, entries: list[Entry], pack: str) -> Entry | None:
     return next((e for e in entries if src.same_repo(e.url)), by_name.get(src.name))
 
 
+async def _installed(cloud: Cloud, session: Session, folder: PurePosixPath, pack: str) -> Entry:
+    """The custom_nodes entry `pack` names on the instance; UsageError listing them if none."""
+    entries = await list_entries(session.conn, folder) or []
+    entry = await _match(cloud, entries, pack)
+    if entry is None:
+        names = ", ".join(e.name for e in entries) or "none"
+        raise UsageError(
+            f"instance {session.row.display_name} has no custom node pack {pack!r} "
+            f"(custom_nodes holds: {names})",
+            hint=f"comfyfleet nodes ls {session.row.vast_id}",
+        )
+    return entry
+
+
+async def update_pack(
+    cloud: Cloud, ref: str, pack: str, *, git_ref: str | None = None, on_line: Line = _quiet
+) -> InstallResult:
+    """Bring installed pack `pack` to `git_ref`, by default to its origin's default branch as
+    it is now: fetched, checked out, requirements through the torch guard, restart, verify
+    (all as `nodes install --ref`; put back as it was when refused)."""
+    if not looks_like_url(pack):
+        check_pack_ref(pack)
+    async with open_session(cloud, ref) as session:
+        folder = custom_nodes_dir(await session.layout(cloud))
+        entry = await _installed(cloud, session, folder, pack)
+        where = f"custom_nodes/{entry.name} on instance {session.row.display_name}"
+    if entry.url is None or entry.commit is None:
+        raise UsageError(
+            f"{where} is no git checkout: it cannot be updated",
+            hint="remove it (comfyfleet nodes rm) and install the pack again",
+        )
+    if entry.name != repo_dir_name(entry.url):
+        raise UsageError(
+            f"{where} is not named after its repository {entry.url} (disabled or renamed)",
+            hint="enable it under its repository's name first, or remove and install it again",
+        )
+    return await install_pack(
+        cloud, ref, entry.url, git_ref=git_ref or DEFAULT_BRANCH, on_line=on_line
+    )
+
+
 async def remove_pack(cloud: Cloud, ref: str, pack: str, *, on_line: Line = _quiet) -> Removed:
     """Remove pack `pack` from the instance's custom_nodes, restart, check its classes left."""
     if not looks_like_url(pack):
@@ -148,15 +200,7 @@ async def remove_pack(cloud: Cloud, ref: str, pack: str, *, on_line: Line = _qui
         layout = await session.layout(cloud)
         folder = custom_nodes_dir(layout)
         async with changing(cloud, session, layout, f"nodes rm {pack}", on_line):
-            entries = await list_entries(session.conn, folder) or []
-            entry = await _match(cloud, entries, pack)
-            if entry is None:
-                names = ", ".join(e.name for e in entries) or "none"
-                raise UsageError(
-                    f"instance {session.row.display_name} has no custom node pack {pack!r} "
-                    f"(custom_nodes holds: {names})",
-                    hint=f"comfyfleet nodes ls {session.row.vast_id}",
-                )
+            entry = await _installed(cloud, session, folder, pack)
             before = await classes_by_module(cloud, session)
             had = tuple(sorted(before.get(entry.module, ()))) if before is not None else ()
             on_line(f"removing {folder / entry.name}")
