@@ -14,8 +14,9 @@ from pathlib import Path
 
 import httpx
 import pytest
+from tests.vast.vast_helpers import RecordingClock
 
-from comfyfleet.comfy.client import ComfyClient
+from comfyfleet.comfy.client import LANDING_WINDOW, ComfyClient
 from comfyfleet.config import ComfySettings
 from comfyfleet.errors import (
     ComfyAuthError,
@@ -25,7 +26,7 @@ from comfyfleet.errors import (
     UsageError,
 )
 from comfyfleet.models.comfy import FileRef
-from comfyfleet.util.clock import ScaledClock
+from comfyfleet.util.clock import Clock, ScaledClock
 
 TOKEN = "s3cr3t-token-value"
 FAST = ComfySettings(poll_interval=0.05, ws_reconnect_attempts=2, connect_timeout=2.0)
@@ -39,14 +40,14 @@ def closed_port() -> int:
 
 
 def mock_client(
-    handler: Callable[[httpx.Request], httpx.Response], *, speed: float = 1000.0
+    handler: Callable[[httpx.Request], httpx.Response], *, clock: Clock | None = None
 ) -> ComfyClient:
     return ComfyClient(
         f"http://127.0.0.1:{closed_port()}",
         token=TOKEN,
         transport=httpx.MockTransport(handler),
         settings=FAST,
-        clock=ScaledClock(speed),
+        clock=clock or ScaledClock(1000.0),
     )
 
 
@@ -196,11 +197,17 @@ async def test_a_slow_server_gets_time_to_queue_before_a_second_post() -> None:
     # The answer timed out while ComfyUI was still validating: the prompt shows in the queue
     # only later (here after 8 reads, ~10 s of the client's clock), and must not be sent again.
     server = LossyServer(lambda n: httpx.ReadTimeout if n == 1 else None, shows_after=8)
-    # 100x (not 1000x): the 30 s window must not pass in the real time the requests take.
-    async with mock_client(server, speed=100.0) as client:
+    clock = RecordingClock()  # time moves by the client's sleeps only: no race with real time
+    async with mock_client(server, clock=clock) as client:
         accepted = await client.queue_prompt(PROMPT, prompt_id="job-slow")
     assert server.posts == 1 and accepted.existing and accepted.prompt_id == "job-slow"
-    assert server.queue_reads == 9
+    assert server.queue_reads == 9 and sum(clock.sleeps) < LANDING_WINDOW
+    # One that never shows is posted again once the window has passed, not before.
+    never = LossyServer(lambda n: httpx.ReadTimeout if n == 1 else None, shows_after=10**6)
+    clock = RecordingClock()
+    async with mock_client(never, clock=clock) as client:
+        await client.queue_prompt(PROMPT, prompt_id="job-lost")
+    assert never.posts == 2 and sum(clock.sleeps) >= LANDING_WINDOW
 
 
 async def test_post_that_never_landed_is_sent_again() -> None:
