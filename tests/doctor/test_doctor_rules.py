@@ -17,6 +17,7 @@ from comfyfleet.remote.host_facts import (
     MemInfo,
     parse_driver,
     parse_meminfo,
+    within_cgroup,
 )
 from comfyfleet.remote.parsing import DiskUsage, GpuInfo, GpuProcess
 from comfyfleet.remote.python_env import ForeignModule, PipCheck, TorchFacts, VenvFacts
@@ -288,6 +289,26 @@ def test_gpu_memory_held_by_stray_processes() -> None:
     assert "GPU 0: pid 4242 (python3 train.py) holds 7000 MiB" in check.evidence
     assert check.fix.text.endswith("comfyfleet exec box -- kill 4242")
     assert host.gpu_memory("box", []).status is Status.SKIPPED
+
+
+def test_memory_is_bounded_by_the_containers_cgroup_limit() -> None:
+    machine = MemInfo(256 * GIB, 200 * GIB)  # what a container's /proc/meminfo shows
+    v2 = f"memory.max {32 * GIB}\nmemory.current {30 * GIB}\ninactive_file {4 * GIB}\n"
+    assert within_cgroup(machine, v2) == MemInfo(32 * GIB, 6 * GIB, limited=True)
+    v1 = (
+        f"memory/memory.limit_in_bytes {48 * GIB}\n"
+        f"memory/memory.usage_in_bytes {10 * GIB}\ntotal_inactive_file {2 * GIB}\n"
+    )
+    assert within_cgroup(machine, v1) == MemInfo(48 * GIB, 40 * GIB, limited=True)
+    unlimited = "memory.max max\nmemory.current 1000\n"  # v2 without a limit
+    assert within_cgroup(machine, unlimited) == machine
+    v1_unlimited = "memory/memory.limit_in_bytes 9223372036854771712\n"
+    assert within_cgroup(machine, v1_unlimited + "memory/memory.usage_in_bytes 5\n") == machine
+    assert within_cgroup(machine, "") == machine and within_cgroup(None, v2) is None
+    check = host.memory("box", within_cgroup(machine, v2))
+    assert check.status is Status.OK and check.summary.endswith("(the container's limit)")
+    tight = host.memory("box", MemInfo(32 * GIB, GIB // 2, limited=True))
+    assert tight.status is Status.FAIL
 
 
 def test_host_facts_parsers() -> None:

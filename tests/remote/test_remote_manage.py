@@ -16,6 +16,7 @@ from tests.sandbox_host.hostkit import RunningHost
 
 from comfyfleet.errors import LayoutNotDetected, RemoteTimeout
 from comfyfleet.remote.commands import run
+from comfyfleet.remote.host_facts import host_facts, parse_meminfo
 from comfyfleet.remote.layout import LayoutOverrides, detect_layout
 from comfyfleet.remote.manage import (
     disk_usage,
@@ -134,6 +135,24 @@ def test_df_and_ps_parsing() -> None:
     assert [(p.pid, p.is_comfy) for p in procs] == [(1, False), (812, True), (900, False)]
     assert procs[1].command == "/venv/main/bin/python main.py --port 18188"
     assert (procs[1].cpu_pct, procs[1].rss_kib, procs[1].elapsed) == (97.5, 3145728, "1-02:03:04")
+
+
+@pytest.mark.parametrize("peer", ["sandbox", "sshd"])
+async def test_host_memory_is_read_within_the_cgroup(
+    peer: str, request: pytest.FixtureRequest
+) -> None:
+    target: SshTarget = request.getfixturevalue(f"{peer}_target")
+    async with connect(target, clock=CLOCK) as conn:
+        facts = await host_facts(conn)
+    assert facts.memory is not None
+    # The peer runs on this machine: what the kernel and this machine's cgroup say.
+    machine = parse_meminfo(Path("/proc/meminfo").read_text())
+    assert machine is not None and facts.memory.total <= machine.total
+    limit = Path("/sys/fs/cgroup/memory/memory.limit_in_bytes")
+    unlimited = not limit.exists() or int(limit.read_text()) >= machine.total
+    if unlimited and not Path("/sys/fs/cgroup/memory.max").exists():
+        assert facts.memory.total == machine.total and not facts.memory.limited
+    assert 0 < facts.memory.available <= facts.memory.total
 
 
 async def test_processes_mark_comfyui(sandbox: RunningHost, sandbox_target: SshTarget) -> None:

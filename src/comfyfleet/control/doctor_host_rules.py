@@ -131,6 +131,8 @@ def memory(ref: str, info: MemInfo | None) -> Check:
     if info is None:
         return Check("memory", title, Status.SKIPPED, "/proc/meminfo is not readable")
     summary = f"{_gib(info.available)} available of {_gib(info.total)}"
+    if info.limited:
+        summary += " (the container's limit)"
     if info.available < MEM_FAIL_FREE:
         status = Status.FAIL
     elif info.available < MEM_WARN_FREE or info.available < info.total * MEM_WARN_FRACTION:

@@ -28,10 +28,12 @@ _CUDA = re.compile(r"CUDA Version:\s*([0-9][0-9.]*)")
 
 @dataclass(frozen=True)
 class MemInfo:
-    """`/proc/meminfo`, in bytes."""
+    """Memory in bytes: `/proc/meminfo`, or the container's cgroup limit when that is lower
+    (`limited`): a container's /proc/meminfo shows the whole machine."""
 
     total: int
     available: int
+    limited: bool = False
 
 
 @dataclass(frozen=True)
@@ -65,6 +67,38 @@ def parse_meminfo(text: str) -> MemInfo | None:
     return MemInfo(values["MemTotal"], available)
 
 
+# cgroup v2 files first, then v1 (`memory.stat` gives the page cache the kernel can drop).
+_CGROUP_FILES = (
+    "memory.max",
+    "memory.current",
+    "memory/memory.limit_in_bytes",
+    "memory/memory.usage_in_bytes",
+)
+_CGROUP_SCRIPT = (
+    f"for f in {' '.join(_CGROUP_FILES)}; do "
+    'v=$(cat "/sys/fs/cgroup/$f" 2>/dev/null) && echo "$f $v"; done; '
+    "grep -hE '^(total_)?inactive_file ' /sys/fs/cgroup/memory.stat "
+    "/sys/fs/cgroup/memory/memory.stat 2>/dev/null"
+)
+
+
+def within_cgroup(memory: MemInfo | None, text: str) -> MemInfo | None:
+    """`memory` bounded by the cgroup limit `_CGROUP_SCRIPT` printed, when one is set and is
+    below the machine's total: available = limit - (usage - inactive page cache)."""
+    values: dict[str, int] = {}
+    for line in text.splitlines():
+        name, _, value = line.strip().partition(" ")
+        if value.strip().isdigit():
+            values.setdefault(name, int(value.strip()))
+    limit = values.get("memory.max", values.get("memory/memory.limit_in_bytes"))
+    usage = values.get("memory.current", values.get("memory/memory.usage_in_bytes"))
+    if memory is None or limit is None or usage is None or limit >= memory.total:
+        return memory
+    cache = values.get("inactive_file", values.get("total_inactive_file", 0))
+    used = max(0, usage - cache)
+    return MemInfo(limit, max(0, min(limit - used, memory.available)), limited=True)
+
+
 def parse_driver(text: str) -> DriverInfo | None:
     """The driver and CUDA versions from `nvidia-smi`'s table header; None without one."""
     driver, cuda = _DRIVER.search(text), _CUDA.search(text)
@@ -74,11 +108,14 @@ def parse_driver(text: str) -> DriverInfo | None:
 
 
 async def host_facts(conn: SshConnection) -> HostFacts:
-    """Memory and the driver's CUDA, in one round trip."""
-    script = f"cat /proc/meminfo 2>/dev/null; echo {_MARK}; nvidia-smi 2>/dev/null | head -n 8"
+    """Memory (within the container's cgroup limit) and the driver's CUDA, in one round trip."""
+    script = (
+        f"cat /proc/meminfo 2>/dev/null; echo {_MARK}; nvidia-smi 2>/dev/null | head -n 8; "
+        f"echo {_MARK}; {_CGROUP_SCRIPT}"
+    )
     done = await run(conn, script, timeout=60)
-    memory, smi = split_sections(done.stdout, _MARK, 2)
-    return HostFacts(parse_meminfo(memory), parse_driver(smi))
+    memory, smi, cgroup = split_sections(done.stdout, _MARK, 3)
+    return HostFacts(within_cgroup(parse_meminfo(memory), cgroup), parse_driver(smi))
 
 
 async def grep_log(conn: SshConnection, log_file: PurePosixPath, pattern: str) -> list[str] | None:
