@@ -64,6 +64,12 @@ def error_payload(exc: BaseException) -> dict[str, Any]:
     return {"type": type(exc).__name__, "message": str(exc), "hint": None}
 
 
+def progress_line(text: str) -> None:
+    """One progress line on stderr, flushed at once (a service's `on_line`)."""
+    sys.stderr.write(text.rstrip("\n") + "\n")
+    sys.stderr.flush()
+
+
 def emit_json(data: Mapping[str, Any] | list[Any]) -> None:
     sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
     sys.stdout.flush()

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
-from comfyfleet.cli.common import emit_json
+from comfyfleet.cli.common import emit_json, progress_line
 from comfyfleet.cli.instances_cmd import JSON_OUT, REF, with_cloud
 
 if TYPE_CHECKING:
@@ -19,11 +19,6 @@ app = typer.Typer(
     help="Environment locks: ComfyUI, node packs, protected packages, pip, models.",
     no_args_is_help=True,
 )
-
-
-def _progress(text: str) -> None:
-    sys.stderr.write(text.rstrip("\n") + "\n")
-    sys.stderr.flush()
 
 
 @app.command("lock")
@@ -45,7 +40,7 @@ def lock(
     """
     from comfyfleet.services.envlock import lock_env, save_lock
 
-    found = with_cloud(ctx, lambda cloud: lock_env(cloud, ref, on_line=_progress), as_json)
+    found = with_cloud(ctx, lambda cloud: lock_env(cloud, ref, on_line=progress_line), as_json)
     if output is None:
         sys.stdout.write(found.dumps())
         return
@@ -103,7 +98,7 @@ def apply(
         locked = load_lock(lock_file)
         try:
             return await apply_env(
-                cloud, ref, locked, dry_run=dry_run, on_line=_progress, on_progress=view
+                cloud, ref, locked, dry_run=dry_run, on_line=progress_line, on_progress=view
             )
         finally:
             view.close()

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import sys
 from typing import TYPE_CHECKING, Any
 
 import typer
 
-from comfyfleet.cli.common import emit_json
+from comfyfleet.cli.common import emit_json, progress_line
 from comfyfleet.cli.instances_cmd import JSON_OUT, REF, with_cloud
 
 if TYPE_CHECKING:
@@ -20,11 +19,6 @@ app = typer.Typer(
     "remove.",
     no_args_is_help=True,
 )
-
-
-def _progress(text: str) -> None:
-    sys.stderr.write(text.rstrip("\n") + "\n")
-    sys.stderr.flush()
 
 
 @app.command("install")
@@ -43,7 +37,7 @@ def install(
     from comfyfleet.services.nodes import install_pack
 
     async def body(cloud: Cloud) -> Any:
-        return await install_pack(cloud, ref, source, git_ref=git_ref, on_line=_progress)
+        return await install_pack(cloud, ref, source, git_ref=git_ref, on_line=progress_line)
 
     _print_install(with_cloud(ctx, body, as_json), as_json)
 
@@ -81,7 +75,7 @@ def update(
     from comfyfleet.services.nodes_manage import update_pack
 
     async def body(cloud: Cloud) -> Any:
-        return await update_pack(cloud, ref, pack, git_ref=git_ref, on_line=_progress)
+        return await update_pack(cloud, ref, pack, git_ref=git_ref, on_line=progress_line)
 
     _print_install(with_cloud(ctx, body, as_json), as_json)
 
@@ -109,7 +103,7 @@ def rm(
     from comfyfleet.services.nodes_manage import remove_pack
 
     removed = with_cloud(
-        ctx, lambda cloud: remove_pack(cloud, ref, pack, on_line=_progress), as_json
+        ctx, lambda cloud: remove_pack(cloud, ref, pack, on_line=progress_line), as_json
     )
     if as_json:
         emit_json(removed.to_json())

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import typer
 
-from comfyfleet.cli.common import emit_json
+from comfyfleet.cli.common import emit_json, progress_line
 from comfyfleet.cli.instances_cmd import JSON_OUT, REF, with_cloud
 
 if TYPE_CHECKING:
@@ -18,11 +17,6 @@ if TYPE_CHECKING:
 
 def register(app: typer.Typer) -> None:
     app.command("prepare")(prepare)
-
-
-def _progress(text: str) -> None:
-    sys.stderr.write(text.rstrip("\n") + "\n")
-    sys.stderr.flush()
 
 
 def prepare(
@@ -72,7 +66,7 @@ def prepare(
 
     async def body(cloud: Cloud) -> Any:
         try:
-            return await do_prepare(cloud, request, on_line=_progress, on_progress=view)
+            return await do_prepare(cloud, request, on_line=progress_line, on_progress=view)
         finally:
             view.close()
 

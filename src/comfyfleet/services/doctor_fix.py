@@ -18,10 +18,10 @@ from typing import Any
 from comfyfleet.control.doctor_model import Check, FixKind, Status, cli
 from comfyfleet.control.queue_ladder import Rung
 from comfyfleet.errors import ComfyError, ComfyfleetError, RemoteError
-from comfyfleet.remote.changelock import change_lock
 from comfyfleet.services.doctor_access import Access
 from comfyfleet.services.doctor_python import guarded_install, remove_optional
 from comfyfleet.services.queue_repair import RepairReport, repair
+from comfyfleet.services.remote_ops import changing
 
 Progress = Callable[[str], None]
 
@@ -65,9 +65,8 @@ async def apply_fixes(
             progress(f"fixing {check.name}: {kind.value} {' '.join(check.fix.packages)}")
             try:
                 ssh = access.need_ssh(f"fixing {check.name}")
-                wait = access.settings.remote.change_wait
                 what = f"doctor --fix {check.name}"
-                async with change_lock(ssh.conn, ssh.layout, what, wait=wait, on_wait=progress):
+                async with changing(access.settings.remote, ssh.conn, ssh.layout, what, progress):
                     if kind is FixKind.VENV_UNINSTALL:
                         outcome = await remove_optional(ssh, check.fix.packages)
                     else:

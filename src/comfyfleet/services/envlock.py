@@ -39,14 +39,10 @@ from comfyfleet.services.models_pull import model_files
 from comfyfleet.services.nodes import custom_nodes_dir, guard_for
 from comfyfleet.services.remote_ops import Session, open_session
 from comfyfleet.services.torch_guard import PIP_FLAGS
+from comfyfleet.util.lines import Line, quiet
 
-Line = Callable[[str], None]
 #: Which model paths (relative to models/) to hash when the index has no sha256 for them.
 HashWhich = Callable[[str], bool]
-
-
-def _quiet(_text: str) -> None:
-    pass
 
 
 async def _comfy_state(cloud: Cloud, session: Session, layout: InstanceLayout) -> ComfyState:
@@ -85,7 +81,7 @@ async def read_state(
     layout: InstanceLayout,
     *,
     hash_which: HashWhich = lambda _path: True,
-    on_line: Line = _quiet,
+    on_line: Line = quiet,
 ) -> EnvLock:
     """The instance's environment now (see the module docstring)."""
     notes: list[str] = []
@@ -131,7 +127,7 @@ async def read_state(
     return EnvLock(comfy, packs, protected, pip, models, notes=tuple(notes))
 
 
-async def lock_env(cloud: Cloud, ref: str, *, on_line: Line = _quiet) -> EnvLock:
+async def lock_env(cloud: Cloud, ref: str, *, on_line: Line = quiet) -> EnvLock:
     """The lock of instance `ref`: everything `read_state` reads, with where it came from."""
     async with open_session(cloud, ref) as session:
         layout = await session.layout(cloud)

@@ -24,7 +24,7 @@ make instances workflow-ready, so it returns a typed report and never prints.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -53,17 +53,13 @@ from comfyfleet.services.prepare_steps import (
     restart_and_check,
 )
 from comfyfleet.services.remote_ops import changing, open_session
+from comfyfleet.util.lines import Line, quiet
 
-Line = Callable[[str], None]
 PIP_AFTER_PACKS = (
     "pip packages are compared again once the packs' requirements are in: "
     "some of these pins may be settled by them"
 )
 Status = Literal["planned", "done", "failed"]
-
-
-def _quiet(_text: str) -> None:
-    pass
 
 
 @dataclass(frozen=True)
@@ -142,7 +138,7 @@ async def apply_env(
     lock: EnvLock,
     *,
     dry_run: bool = False,
-    on_line: Line = _quiet,
+    on_line: Line = quiet,
     on_progress: Progress | None = None,
 ) -> ApplyReport:
     """Make instance `ref` match `lock` as far as it safely can (see the module docstring)."""
@@ -278,7 +274,9 @@ async def _pip(
         text = "".join(f"{pin}\n" for pin in pins)
         try:
             async with (
-                changing(cloud, session, layout, "env apply: pip packages", on_line),
+                changing(
+                    cloud.settings.remote, session.conn, layout, "env apply: pip packages", on_line
+                ),
                 temp_file(session.conn, text, suffix=".txt") as requirements,
             ):
                 await guard.install_requirements(

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
@@ -23,8 +23,7 @@ from comfyfleet.services.remote_ops import (
     open_session,
     target_for,
 )
-
-Line = Callable[[str], None]
+from comfyfleet.util.lines import Line
 
 
 async def exec_command(cloud: Cloud, ref: str, command: str, on_out: Line, on_err: Line) -> int:
@@ -114,7 +113,9 @@ async def pip(cloud: Cloud, ref: str, args: Sequence[str], on_out: Line, on_err:
         if not args or args[0] not in PIP_CHANGES:
             return await manage.pip(session.conn, layout, args, on_out, on_err)
         what = "pip " + " ".join(args)[:120]
-        async with changing(cloud, session, layout, what, lambda text: on_err(text + "\n")):
+        async with changing(
+            cloud.settings.remote, session.conn, layout, what, lambda text: on_err(text + "\n")
+        ):
             return await manage.pip(session.conn, layout, args, on_out, on_err)
 
 

@@ -27,7 +27,6 @@ Every outcome is recorded as a `nodes` event of the instance, so `comfyfleet sho
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 from typing import Any, Literal
@@ -52,16 +51,12 @@ from comfyfleet.services.nodes_verify import Loaded, loaded, restart
 from comfyfleet.services.remote_ops import Session, changing, open_session
 from comfyfleet.services.torch_guard import GuardResult, TorchGuard
 from comfyfleet.state import EventKind
+from comfyfleet.util.lines import Line, quiet
 
-Line = Callable[[str], None]
 Status = Literal["installed", "updated", "already-installed"]
 STAGING = ".comfyfleet-staging"
 INSTALL_PY_NOTE = "install.py was not run (comfyfleet never runs a pack's install script)"
 RESTART_DEFERRED_NOTE = "ComfyUI was not restarted: it loads the pack at its next restart"
-
-
-def _quiet(_text: str) -> None:
-    pass
 
 
 @dataclass(frozen=True)
@@ -125,7 +120,7 @@ async def install_pack(
     source: str,
     *,
     git_ref: str | None = None,
-    on_line: Line = _quiet,
+    on_line: Line = quiet,
     restart: bool = True,
 ) -> InstallResult:
     """Install the pack SOURCE names on instance `ref` (see the module docstring)."""
@@ -137,7 +132,9 @@ async def install_pack(
     async with open_session(cloud, ref) as session:
         layout = await session.layout(cloud)
         folder = custom_nodes_dir(layout)
-        async with changing(cloud, session, layout, f"nodes install {src.name}", on_line):
+        async with changing(
+            cloud.settings.remote, session.conn, layout, f"nodes install {src.name}", on_line
+        ):
             entries = await list_entries(session.conn, folder)
             if entries is None:
                 raise UsageError(
@@ -308,20 +305,18 @@ class _Install:
     ) -> InstallResult:
         name = self.src.name
         self.event["result"] = status
+
+        def result(classes: tuple[str, ...], notes: tuple[str, ...]) -> InstallResult:
+            installed = guarded.installed if guarded else ()
+            return InstallResult(
+                self.session.row.display_name, name, self.src.url, commit, status, previous,
+                installed, classes, notes,
+            )  # fmt: skip
+
         if not self.restart:
             self.event["restart"] = "deferred"
             record(self.cloud, self.session, self.event)
-            return InstallResult(
-                self.session.row.display_name,
-                name,
-                self.src.url,
-                commit,
-                status,
-                previous,
-                guarded.installed if guarded else (),
-                (),
-                (*notes, RESTART_DEFERRED_NOTE),
-            )
+            return result((), (*notes, RESTART_DEFERRED_NOTE))
         try:
             await restart(
                 self.cloud, self.session, self.layout, on_line=self.on_line, why=f"{status} {name}"
@@ -345,17 +340,7 @@ class _Install:
         self.event["classes"] = len(classes)
         record(self.cloud, self.session, self.event)
         self.on_line(f"{name}: {node_classes(len(classes))}")
-        return InstallResult(
-            self.session.row.display_name,
-            name,
-            self.src.url,
-            commit,
-            status,
-            previous,
-            guarded.installed if guarded else (),
-            classes,
-            tuple(notes),
-        )
+        return result(classes, tuple(notes))
 
 
 def _check_loaded(found: Loaded, session: Session, name: str) -> None:

@@ -14,7 +14,6 @@ other packs may share them.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 from typing import Any
@@ -34,16 +33,12 @@ from comfyfleet.services.nodes import (
 from comfyfleet.services.nodes_source import check_pack_ref, looks_like_url, resolve_source
 from comfyfleet.services.nodes_verify import Modules, classes_by_module, restart, startup_report
 from comfyfleet.services.remote_ops import Session, changing, open_session
+from comfyfleet.util.lines import Line, quiet
 
 #: What `nodes update` checks out by default: the origin's default branch, freshly fetched.
 DEFAULT_BRANCH = "origin/HEAD"
 
-Line = Callable[[str], None]
 REQUIREMENTS_NOTE = "its pip requirements stay installed (other packs may use them)"
-
-
-def _quiet(_text: str) -> None:
-    pass
 
 
 @dataclass(frozen=True)
@@ -166,7 +161,7 @@ async def _installed(cloud: Cloud, session: Session, folder: PurePosixPath, pack
 
 
 async def update_pack(
-    cloud: Cloud, ref: str, pack: str, *, git_ref: str | None = None, on_line: Line = _quiet
+    cloud: Cloud, ref: str, pack: str, *, git_ref: str | None = None, on_line: Line = quiet
 ) -> InstallResult:
     """Bring installed pack `pack` to `git_ref`, by default to its origin's default branch as
     it is now: fetched, checked out, requirements through the torch guard, restart, verify
@@ -192,14 +187,16 @@ async def update_pack(
     )
 
 
-async def remove_pack(cloud: Cloud, ref: str, pack: str, *, on_line: Line = _quiet) -> Removed:
+async def remove_pack(cloud: Cloud, ref: str, pack: str, *, on_line: Line = quiet) -> Removed:
     """Remove pack `pack` from the instance's custom_nodes, restart, check its classes left."""
     if not looks_like_url(pack):
         check_pack_ref(pack)
     async with open_session(cloud, ref) as session:
         layout = await session.layout(cloud)
         folder = custom_nodes_dir(layout)
-        async with changing(cloud, session, layout, f"nodes rm {pack}", on_line):
+        async with changing(
+            cloud.settings.remote, session.conn, layout, f"nodes rm {pack}", on_line
+        ):
             entry = await _installed(cloud, session, folder, pack)
             before = await classes_by_module(cloud, session)
             had = tuple(sorted(before.get(entry.module, ()))) if before is not None else ()

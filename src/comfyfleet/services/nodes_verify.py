@@ -11,7 +11,6 @@ Two witnesses, both read fresh after the restart:
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 
 from comfyfleet.comfy.client import ComfyClient
@@ -29,8 +28,8 @@ from comfyfleet.services.cloud import Cloud
 from comfyfleet.services.endpoints import comfy_endpoint
 from comfyfleet.services.instance_ops import comfy_answers
 from comfyfleet.services.remote_ops import Session
+from comfyfleet.util.lines import Line
 
-Line = Callable[[str], None]
 Modules = dict[str, frozenset[str]]  # python_module -> class names
 LOG_TAIL_SHOWN = 30  # log lines shown when ComfyUI does not come back
 

@@ -28,7 +28,7 @@ downloads and restarts nothing.
 from __future__ import annotations
 
 import tempfile
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -62,14 +62,9 @@ from comfyfleet.services.prepare_steps import (
 from comfyfleet.services.run import RunRequest, run_workflow
 from comfyfleet.services.targets import Target
 from comfyfleet.services.workflows import prepare_prompt
-
-Line = Callable[[str], None]
+from comfyfleet.util.lines import Line, quiet
 
 __all__ = ["PrepareReport", "PrepareRequest", "prepare"]
-
-
-def _quiet(_text: str) -> None:
-    pass
 
 
 @dataclass(frozen=True)
@@ -125,7 +120,7 @@ async def prepare(
     cloud: Cloud,
     request: PrepareRequest,
     *,
-    on_line: Line = _quiet,
+    on_line: Line = quiet,
     on_progress: Progress | None = None,
 ) -> PrepareReport:
     """Make instance `request.ref` ready for `request.workflow` (see the module docstring)."""

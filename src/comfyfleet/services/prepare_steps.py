@@ -29,8 +29,8 @@ from comfyfleet.services.nodes import InstallResult, install_pack
 from comfyfleet.services.nodes_verify import Loaded, loaded, restart
 from comfyfleet.services.remote_ops import open_session
 from comfyfleet.services.targets import Target, resolve_target
+from comfyfleet.util.lines import Line
 
-Line = Callable[[str], None]
 Progress = Callable[[PullProgress], None]
 #: Failures of one pack or one file: reported, and the next one is tried.
 ITEM_ERRORS = (

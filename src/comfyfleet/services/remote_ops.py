@@ -10,10 +10,11 @@ hold its change lock (`changing`), so two commands never install into one venv a
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator, Callable, Collection
+from collections.abc import AsyncIterator, Collection
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 
+from comfyfleet.config import RemoteSettings
 from comfyfleet.errors import SshAuthFailed, SshUnreachable, UsageError
 from comfyfleet.models.vast import Instance, InstanceStatus
 from comfyfleet.remote.changelock import ChangeLock, change_lock
@@ -25,8 +26,7 @@ from comfyfleet.remote.target import SshTarget, known_hosts_file
 from comfyfleet.services.cloud import Cloud
 from comfyfleet.services.instances import find, observe
 from comfyfleet.state import InstanceRow
-
-Line = Callable[[str], None]
+from comfyfleet.util.lines import Line
 
 
 def local_key(cloud: Cloud) -> KeyPair:
@@ -181,15 +181,13 @@ async def open_session(cloud: Cloud, ref: str) -> AsyncIterator[Session]:
 
 @contextlib.asynccontextmanager
 async def changing(
-    cloud: Cloud, session: Session, layout: InstanceLayout, what: str, on_line: Line
+    settings: RemoteSettings, conn: SshConnection, layout: InstanceLayout, what: str, on_line: Line
 ) -> AsyncIterator[ChangeLock]:
     """Hold the instance's change lock (`remote.changelock`) for one step of `what`.
 
-    Waits `[remote] change_wait` seconds for another command's change, telling `on_line`.
+    Waits `settings.change_wait` seconds for another command's change, telling `on_line`.
     """
-    async with change_lock(
-        session.conn, layout, what, wait=cloud.settings.remote.change_wait, on_wait=on_line
-    ) as lock:
+    async with change_lock(conn, layout, what, wait=settings.change_wait, on_wait=on_line) as lock:
         if not lock.locked:
             on_line(
                 "warning: the instance has no flock(1): this change does not wait for other "

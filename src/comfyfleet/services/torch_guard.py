@@ -23,7 +23,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 
@@ -50,8 +50,8 @@ from comfyfleet.remote.layout import InstanceLayout
 from comfyfleet.remote.manage import pip_command
 from comfyfleet.remote.pipreport import Planned, parse_pip_list, parse_report, requirement_lines
 from comfyfleet.remote.ssh import SshConnection
+from comfyfleet.util.lines import Line, quiet
 
-Line = Callable[[str], None]
 PIP_FLAGS = ("--disable-pip-version-check", "--no-input")
 OUTPUT_TAIL = 40  # lines of pip's output kept for an error message
 
@@ -87,7 +87,7 @@ class TorchGuard:
         layout: InstanceLayout,
         protected: ProtectedSet | None = None,
         *,
-        on_line: Line = lambda _text: None,
+        on_line: Line = quiet,
         pip_timeout: float = 1800.0,
     ) -> None:
         self.conn = conn
