@@ -12,6 +12,8 @@ from typing import Any
 
 import httpx
 import pytest
+from tests.catalog.standins import ThreadedStandin
+from tests.models.modelserver import ModelServer
 
 
 def sandbox_world(
@@ -41,6 +43,26 @@ def sandbox_world(
         yield env
     finally:
         run(env, "sandbox", "stop")
+
+
+def served_world(
+    tmp_path_factory: pytest.TempPathFactory, shared_dir: Path, *names: str
+) -> Iterator[tuple[dict[str, str], ModelServer, Path]]:
+    """A sandbox cloud with a ready instance per name, its catalogs and model files served by
+    a loopback stand-in; yields the CLI env, the stand-in and a folder for files."""
+    base = tmp_path_factory.mktemp("served-cli")
+    server = ModelServer(shared_dir / "fixtures" / "comfyui-manager")
+    threaded = ThreadedStandin(server)
+    try:
+        for env in sandbox_world(tmp_path_factory):
+            env["COMFYFLEET_NODES__RESTART_TIMEOUT"] = "6000"  # simulated s; a restart: 1-2 real
+            env.update(server.env(base / "catalog-cache"))
+            for name in names:
+                up = run(env, "up", "--order", "dph_total", "--name", name, "--json")
+                assert up.returncode == 0, up.stderr
+            yield env, server, base
+    finally:
+        threaded.stop()
 
 
 def exe() -> str:

@@ -112,6 +112,17 @@ def _wait(predicate: Any, what: str, timeout: float = 60) -> None:
     raise AssertionError(f"timed out waiting for {what}")
 
 
+def _up_in_background(world: dict[str, str]) -> subprocess.Popen[str]:
+    """`comfyfleet up` started and left running (its progress on stderr)."""
+    return subprocess.Popen(
+        [exe(), "up", "--order", "dph_total"],
+        env=world,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
 @pytest.mark.parametrize("step", ["search", "create", "wait"])
 def test_killing_up_at_any_step_leaves_nothing_untracked(world: dict[str, str], step: str) -> None:
     if step == "search":
@@ -120,13 +131,7 @@ def test_killing_up_at_any_step_leaves_nothing_untracked(world: dict[str, str], 
         knobs(world, {"hold_responses": {"create_instance": 3.0}})
     else:
         knobs(world, {"durations": {"loading": 3000.0}})
-    proc = subprocess.Popen(
-        [exe(), "up", "--order", "dph_total"],
-        env=world,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    proc = _up_in_background(world)
     try:
         if step == "search":
             time.sleep(1.0)
@@ -229,13 +234,7 @@ def test_login_stores_the_key_privately(tmp_path: Path) -> None:
 
 def test_ctrl_c_while_up_waits_leaves_a_tracked_instance_and_says_so(world: dict[str, str]) -> None:
     knobs(world, {"durations": {"loading": 3000.0}})
-    proc = subprocess.Popen(
-        [exe(), "up", "--order", "dph_total"],
-        env=world,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    proc = _up_in_background(world)
     try:
         _wait(lambda: bool(vast_instances(world)), "the create to reach the cloud")
         time.sleep(0.5)

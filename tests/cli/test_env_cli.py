@@ -7,8 +7,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from tests.catalog.standins import ThreadedStandin
-from tests.models.modelserver import ModelServer
 from tests.prepare.flows import (
     CHECKPOINT,
     PACK,
@@ -19,7 +17,7 @@ from tests.prepare.flows import (
     workflow,
 )
 
-from .cloudkit import run, sandbox_world
+from .cloudkit import run, served_world
 
 
 @pytest.fixture(scope="module")
@@ -27,25 +25,14 @@ def world(
     tmp_path_factory: pytest.TempPathFactory, shared_dir: Path
 ) -> Iterator[tuple[dict[str, str], Path]]:
     """Instance `a` made ready for a workflow, and a fresh instance `b`."""
-    base = tmp_path_factory.mktemp("env-cli")
-    server = ModelServer(shared_dir / "fixtures" / "comfyui-manager")
-    threaded = ThreadedStandin(server)
-    try:
-        for env in sandbox_world(tmp_path_factory):
-            env["COMFYFLEET_NODES__RESTART_TIMEOUT"] = "6000"
-            env.update(server.env(base / "catalog-cache"))
-            for name in ("a", "b"):
-                up = run(env, "up", "--order", "dph_total", "--name", name, "--json")
-                assert up.returncode == 0, up.stderr
-            url = make_prep_pack(base / "repos")
-            list_pack_in_catalog(server, url, [PACK_CLASS])
-            model_url, sha = serve_model(server, CHECKPOINT, 5)
-            flow = workflow(base, "wf.json", model_url=model_url, model_sha=sha)
-            done = run(env, "prepare", str(flow), "a", timeout=300)
-            assert done.returncode == 0, done.stdout + done.stderr
-            yield env, base
-    finally:
-        threaded.stop()
+    for env, server, base in served_world(tmp_path_factory, shared_dir, "a", "b"):
+        url = make_prep_pack(base / "repos")
+        list_pack_in_catalog(server, url, [PACK_CLASS])
+        model_url, sha = serve_model(server, CHECKPOINT, 5)
+        flow = workflow(base, "wf.json", model_url=model_url, model_sha=sha)
+        done = run(env, "prepare", str(flow), "a", timeout=300)
+        assert done.returncode == 0, done.stdout + done.stderr
+        yield env, base
 
 
 def test_lock_dry_run_apply(world: tuple[dict[str, str], Path]) -> None:

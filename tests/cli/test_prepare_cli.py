@@ -8,7 +8,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from tests.catalog.standins import ThreadedStandin
 from tests.models.modelserver import ModelServer
 from tests.prepare.flows import (
     CHECKPOINT,
@@ -20,7 +19,7 @@ from tests.prepare.flows import (
     workflow,
 )
 
-from .cloudkit import run, sandbox_world
+from .cloudkit import run, served_world
 
 
 @pytest.fixture(scope="module")
@@ -28,18 +27,7 @@ def world(
     tmp_path_factory: pytest.TempPathFactory, shared_dir: Path
 ) -> Iterator[tuple[dict[str, str], ModelServer, Path]]:
     """A sandbox cloud with one ready instance `box`; the stand-in; a folder for files."""
-    base = tmp_path_factory.mktemp("prepare-cli")
-    server = ModelServer(shared_dir / "fixtures" / "comfyui-manager")
-    threaded = ThreadedStandin(server)
-    try:
-        for env in sandbox_world(tmp_path_factory):
-            env["COMFYFLEET_NODES__RESTART_TIMEOUT"] = "6000"
-            env.update(server.env(base / "catalog-cache"))
-            up = run(env, "up", "--order", "dph_total", "--name", "box", "--json")
-            assert up.returncode == 0, up.stderr
-            yield env, server, base
-    finally:
-        threaded.stop()
+    yield from served_world(tmp_path_factory, shared_dir, "box")
 
 
 def test_prepare_then_nothing_to_do_then_warm_up(
