@@ -17,8 +17,7 @@ import dataclasses
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from pathlib import Path
-from types import TracebackType
-from typing import Self, TypeVar
+from typing import TypeVar
 
 import httpx
 
@@ -48,13 +47,14 @@ from comfyfleet.catalog.registry import Registry
 from comfyfleet.catalog.sources import CivitaiRef, HfRef, Hubs, ModelSource, check_url
 from comfyfleet.config import Settings
 from comfyfleet.errors import UnsafeSource, UsageError
+from comfyfleet.util.resource import AsyncResource
 
 R = TypeVar("R")
 #: Requests to one catalog service in flight at once.
 CONCURRENCY = 8
 
 
-class Catalogs:
+class Catalogs(AsyncResource):
     """ComfyUI-Manager's catalogs, the Comfy Registry, the hubs and the user's manifest."""
 
     def __init__(
@@ -82,7 +82,7 @@ class Catalogs:
         self._models: ModelIndex | None = None
         self._manifest: Manifest | None = None
 
-    async def __aenter__(self) -> Self:
+    async def aopen(self) -> None:
         if not self.settings.offline:
             self._http = CatalogHttp(timeout=self.settings.timeout, transport=self._transport)
             self.hub_client = HubClient(self.hubs, self._http, self._cache)
@@ -95,17 +95,11 @@ class Catalogs:
             offline=self.settings.offline,
             now=self._now,
         )
-        return self
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    async def aclose(self) -> None:
         self._cache.save()
         if self._http is not None:
-            await self._http.__aexit__(exc_type, exc, tb)
+            await self._http.aclose()
 
     @property
     def warnings(self) -> list[str]:
